@@ -1,0 +1,169 @@
+"""The `smart_breaker` mapper: smart breaker measurements as typed columns."""
+from __future__ import annotations
+
+import math
+
+from sinkframe.mapping.base import Column, KafkaRecord, MappedRow, Mapper, Target
+from sinkframe.mapping.coerce import as_float, as_int, as_text, preview
+from sinkframe.mapping.common import (
+    DEVICE_METADATA_TARGET,
+    SOURCE_COLUMNS,
+    device_id_of,
+    device_metadata_row,
+    jsonb,
+    message_object,
+    message_time,
+    optional_object,
+)
+
+DEVICE_TYPE = "smart_breaker"
+
+# double precision columns, in table order; breaker_status and trip_count follow them.
+FLOAT_MEASUREMENTS = (
+    "voltage_phase_a",
+    "voltage_phase_b",
+    "voltage_phase_c",
+    "current_phase_a",
+    "current_phase_b",
+    "current_phase_c",
+    "temperature",
+    "power_factor",
+    "frequency",
+    "active_power",
+    "reactive_power",
+    "energy_kwh",
+)
+KNOWN_MEASUREMENTS = frozenset((*FLOAT_MEASUREMENTS, "breaker_status", "trip_count"))
+
+_EMPTY: dict = {}
+_isfinite = math.isfinite
+
+
+class SmartBreakerMapper(Mapper):
+    """One smart_breaker_data row per message, and an upsert of the breaker's metadata.
+
+    Message (a JSON object):
+      device_id     required; a non-blank string (kept verbatim) or an integer (stored as text)
+      timestamp     optional; ISO-8601 string (no offset = UTC) or epoch s/ms/us number;
+                    absent or null -> the Kafka record timestamp
+      device_type   optional; normally "smart_breaker". Another value is accepted (the
+                    message is still mapped) unless strict_device_type is set.
+      measurements  optional JSON object with
+                      voltage_phase_a/b/c, current_phase_a/b/c, temperature, power_factor,
+                      frequency, active_power, reactive_power, energy_kwh: numbers (or
+                        numeric strings) -> double precision; bools, NaN, infinity rejected
+                      breaker_status: text; a number or bool is stored as its text
+                        ("true"/"false")
+                      trip_count: integer; an integral float (3.0) is accepted, 3.5 is not
+                    Any other key is kept, not dropped, in extra_measurements (jsonb; NULL
+                    when there is none). A known measurement missing from `measurements`
+                    (or all of them, when there is no `measurements`) is read from the top
+                    level of the message instead. Missing measurements are NULL.
+      metadata, fdi_package  optional JSON objects, as for the `enriched` mapper: a
+                    message carrying either yields a device_metadata row (device_type
+                    defaults to "smart_breaker"; first_seen = last_seen = message time).
+
+    Config:
+      update_device_metadata  (bool, default true) false: write no device_metadata rows
+      strict_device_type      (bool, default false) true: a device_type other than
+                              "smart_breaker" is an error (dead letter)
+    """
+
+    name = "smart_breaker"
+    description = "Smart breaker measurements to typed smart_breaker_data columns, upserting device_metadata"
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "update_device_metadata": {
+                "type": "boolean",
+                "default": True,
+                "description": "Upsert a device_metadata row for messages that carry metadata.",
+            },
+            "strict_device_type": {
+                "type": "boolean",
+                "default": False,
+                "description": 'Reject messages whose device_type is not "smart_breaker".',
+            },
+        },
+    }
+    targets = {
+        "measurements": Target(
+            "smart_breaker_data",
+            (
+                Column("time", "timestamptz"),
+                Column("device_id", "text"),
+                *(Column(name, "double precision") for name in FLOAT_MEASUREMENTS),
+                Column("breaker_status", "text"),
+                Column("trip_count", "integer"),
+                Column("extra_measurements", "jsonb"),
+                *SOURCE_COLUMNS,
+            ),
+        ),
+        "device_metadata": DEVICE_METADATA_TARGET,
+    }
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self._update_metadata = self.config.get("update_device_metadata", True)
+        self._strict_device_type = self.config.get("strict_device_type", False)
+
+    def map(self, record: KafkaRecord) -> list[MappedRow]:
+        message = message_object(record)
+        device_id = device_id_of(message)
+        time = message_time(message, record)
+        device_type = message.get("device_type")
+        if self._strict_device_type and device_type is not None and device_type != DEVICE_TYPE:
+            raise ValueError(f'device_type: expected "{DEVICE_TYPE}", got {preview(device_type)}')
+
+        measurements = message.get("measurements")
+        if measurements is None:
+            measurements, top_level = message, _EMPTY
+        elif type(measurements) is dict:
+            top_level = message
+        else:
+            raise ValueError(
+                f"measurements: expected a JSON object, got {type(measurements).__name__} "
+                f"{preview(measurements)}"
+            )
+        row = [time, device_id]
+        append = row.append
+        for name in FLOAT_MEASUREMENTS:
+            value = measurements.get(name)
+            if value is None:
+                value = top_level.get(name)
+            if type(value) is float and _isfinite(value):
+                append(value)
+            else:
+                append(as_float(value, name))
+        status = measurements.get("breaker_status")
+        append(as_text(top_level.get("breaker_status") if status is None else status, "breaker_status"))
+        trips = measurements.get("trip_count")
+        append(as_int(top_level.get("trip_count") if trips is None else trips, "trip_count", bits=32))
+        append(_extra_measurements(measurements, top_level))
+        append(record.topic)
+        append(record.partition)
+        append(record.offset)
+        rows = [MappedRow("measurements", tuple(row))]
+
+        if self._update_metadata:
+            metadata = optional_object(message, "metadata")
+            fdi_package = optional_object(message, "fdi_package")
+            if metadata is not None or fdi_package is not None:
+                seen_type = DEVICE_TYPE if device_type is None else device_type
+                rows.append(
+                    MappedRow(
+                        "device_metadata",
+                        device_metadata_row(device_id, seen_type, metadata, fdi_package, time),
+                    )
+                )
+        return rows
+
+
+def _extra_measurements(measurements: dict, top_level: dict):
+    # Only keys under `measurements` can be extra: the top level also holds
+    # device_id, metadata and so on. (When there is no `measurements` object,
+    # top_level is empty and `measurements` is the message itself.)
+    if top_level is _EMPTY or measurements.keys() <= KNOWN_MEASUREMENTS:
+        return None
+    return jsonb({key: value for key, value in measurements.items() if key not in KNOWN_MEASUREMENTS})
