@@ -1,0 +1,125 @@
+"""The `sinkframe` command. Click functions only parse arguments; the work is elsewhere."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from sinkframe import __version__
+from sinkframe.errors import ConfigError, SinkframeError
+from sinkframe.logs import configure_logging
+from sinkframe.settings import Settings
+
+log = logging.getLogger("sinkframe")
+
+plugins_dir_option = click.option(
+    "--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+    help="A folder of extra mapper plugins (*.py). Repeatable.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sinkframe")
+@click.option("--log-level", default="INFO", show_default=True, envvar="SINKFRAME_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", default="text", show_default=True, envvar="SINKFRAME_LOG_FORMAT",
+              type=click.Choice(["text", "json"]))
+def cli(log_level: str, log_format: str) -> None:
+    """sinkframe: exactly-once Kafka/Redpanda -> TimescaleDB sink for IoT telemetry."""
+    configure_logging(log_level, log_format)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@plugins_dir_option
+@click.option("--brokers", help="Kafka bootstrap servers (default: $REDPANDA_BROKERS).")
+@click.option("--database-url", help="libpq URL or DSN (default: $SINKFRAME_DATABASE_URL or $TIMESCALEDB_*).")
+@click.option("--schema-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Schema specs for the connectors' tables (default: ./schema).")
+@click.option("--no-schema", is_flag=True, help="Do not create or update tables before consuming.")
+@click.option("--plain-postgres", is_flag=True, default=None,
+              help="Allow a server without TimescaleDB (plain tables). Also SINKFRAME_PLAIN_POSTGRES=1.")
+@click.option("--exit-when-idle", type=float, metavar="SECONDS",
+              help="Stop once no message arrived for this long (demos, backfills, benchmarks).")
+def run(files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain_postgres, exit_when_idle):
+    """Run the connectors in FILES until SIGTERM/SIGINT."""
+    from sinkframe.pipeline.runner import run_connectors
+
+    settings = Settings.from_env().with_overrides(
+        brokers=brokers, database_url=database_url,
+        schema_dir=str(schema_dir) if schema_dir else None,
+        apply_schema=False if no_schema else None, plain_postgres=plain_postgres)
+    _exit_on_error(lambda: run_connectors(files, settings, plugins_dirs=plugins_dirs, idle_exit=exit_when_idle))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@plugins_dir_option
+@click.option("--schema-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Schema specs to check target tables against (default: ./schema).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def validate(files, plugins_dirs, schema_dir, output):
+    """Check connector FILES offline; report every error in every file."""
+    from sinkframe.validate import validate_files
+
+    reports = validate_files(files, plugins_dirs=plugins_dirs, schema_dir=str(schema_dir) if schema_dir else None)
+    ok = all(not r.errors for r in reports)
+    if output == "json":
+        click.echo(json.dumps({"valid": ok, "files": [r.__dict__ for r in reports]}, indent=2))
+    else:
+        for report in reports:
+            for error in report.errors:
+                click.echo(error, err=True)
+            if report.summary:
+                click.echo(f"ok  {report.summary}")
+        errors = sum(len(r.errors) for r in reports)
+        if errors:
+            click.echo(f"{errors} error(s) in {sum(1 for r in reports if r.errors)} of {len(reports)} file(s)",
+                       err=True)
+    sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@plugins_dir_option
+@click.option("-v", "--verbose", is_flag=True, help="Show each plugin's message contract and tables.")
+def plugins(plugins_dirs, verbose):
+    """List the mapper plugins available and where each came from."""
+    from sinkframe.mapping.registry import PluginRegistry
+
+    registry = PluginRegistry(plugins_dirs)
+    for name, info in sorted(registry.plugins.items()):
+        tables = ", ".join(f"{role}->{t.default_table}" for role, t in info.mapper.targets.items())
+        click.echo(f"{name:<16} {info.origin:<24} {tables}  {info.mapper.description}")
+        if verbose and info.mapper.__doc__:
+            click.echo("    " + "\n    ".join(info.mapper.__doc__.strip().splitlines()) + "\n")
+    for error in registry.load_errors:
+        click.echo(f"warning: {error}", err=True)
+
+
+def _exit_on_error(action) -> None:
+    try:
+        action()
+    except ConfigError as err:
+        for problem in err.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    except SinkframeError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
+def _mount_optional_commands() -> None:
+    try:
+        from sinkframe.schema.cli import schema_group
+    except ImportError:
+        return
+    cli.add_command(schema_group)
+
+
+_mount_optional_commands()
+
+
+def main() -> None:
+    cli(prog_name="sinkframe")

@@ -1,0 +1,1 @@
+"""Loading and validating connector files (YAML with ${VAR:-default} interpolation)."""

@@ -1,0 +1,159 @@
+"""Connector files: one topic paired with one mapper plugin, and how to batch and fail.
+
+The JSON Schema below is the single source of truth for what a connector file may
+contain: it drives validation, its defaults and `sinkframe validate`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+
+from sinkframe.config.yamlfile import YamlDocument, load_yaml
+from sinkframe.errors import ConfigError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+
+CONNECTOR_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "sinkframe connector",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "topic", "mapper"],
+    "properties": {
+        "name": {"type": "string", "pattern": NAME_PATTERN,
+                 "description": "Unique connector name; also the default consumer group suffix."},
+        "topic": {"type": "string", "minLength": 1, "description": "Kafka topic to consume."},
+        "enabled": {"type": "boolean", "default": True},
+        "mapper": {
+            "type": "object", "additionalProperties": False, "required": ["plugin"],
+            "properties": {
+                "plugin": {"type": "string", "minLength": 1, "description": "Mapper plugin name."},
+                "config": {"type": "object", "description": "Validated by the plugin's own schema."},
+            },
+        },
+        "tables": {
+            "type": "object", "description": "Mapper role -> table name (default: the plugin's).",
+            "additionalProperties": {"type": "string", "pattern": IDENTIFIER_PATTERN},
+        },
+        "batch": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "max_rows": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 20_000,
+                             "description": "Write a batch once this many messages are buffered."},
+                "max_wait_ms": {"type": "integer", "minimum": 1, "maximum": 600_000, "default": 500,
+                                "description": "Write a batch at the latest this long after its first message."},
+            },
+        },
+        "errors": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "tolerance": {"enum": ["none", "all"], "default": "none",
+                              "description": "none: stop on a bad record; all: dead-letter it and go on."},
+                "dead_letter": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "table": {"type": ["string", "null"], "pattern": IDENTIFIER_PATTERN,
+                                  "default": "sinkframe_dead_letters"},
+                        "topic": {"type": ["string", "null"], "default": None},
+                    },
+                },
+            },
+        },
+        "consumer": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "group_id": {"type": "string", "minLength": 1},
+                "properties": {"type": "object", "description": "librdkafka properties for this connector.",
+                               "additionalProperties": {"type": ["string", "number", "boolean"]}},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    name: str
+    topic: str
+    plugin: str
+    plugin_config: Mapping[str, Any]
+    tables: Mapping[str, str]
+    max_rows: int
+    max_wait_ms: int
+    tolerance: str
+    dead_letter_table: str | None
+    dead_letter_topic: str | None
+    group_id: str
+    consumer_properties: Mapping[str, str]
+    enabled: bool = True
+    source: YamlDocument | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def path(self) -> Path | None:
+        return self.source.path if self.source else None
+
+
+def schema_problems(doc: YamlDocument, schema: Mapping[str, Any], data: Any, prefix: tuple = ()) -> list[str]:
+    """Every JSON Schema violation as `file:line::$.path: message`, in file order."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        parts = prefix + tuple(error.absolute_path)
+        problems.append(doc.problem(parts, _describe(error)))
+    return problems
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {', '.join(map(repr, extra))}{_did_you_mean(extra, allowed)}{hint}"
+    return error.message
+
+
+def _did_you_mean(extra: list[str], allowed: list[str]) -> str:
+    import difflib
+
+    for key in extra:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return ""
+
+
+def load_connector(path: Path, env: Mapping[str, str] | None = None) -> ConnectorConfig:
+    """Load one connector file. Raises ConfigError with every structural problem."""
+    doc = load_yaml(Path(path), os.environ if env is None else env)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{path}: expected a mapping of connector settings")
+    problems = schema_problems(doc, CONNECTOR_SCHEMA, doc.data)
+    if problems:
+        raise ConfigError(problems[0], problems)
+    data = doc.data
+    batch = data.get("batch", {})
+    errors = data.get("errors", {})
+    dead_letter = errors.get("dead_letter", {})
+    consumer = data.get("consumer", {})
+    return ConnectorConfig(
+        name=data["name"],
+        topic=data["topic"],
+        plugin=data["mapper"]["plugin"],
+        plugin_config=data["mapper"].get("config", {}),
+        tables=data.get("tables", {}),
+        max_rows=batch.get("max_rows", 20_000),
+        max_wait_ms=batch.get("max_wait_ms", 500),
+        tolerance=errors.get("tolerance", "none"),
+        dead_letter_table=dead_letter.get("table", "sinkframe_dead_letters"),
+        dead_letter_topic=dead_letter.get("topic"),
+        group_id=consumer.get("group_id") or f"sinkframe-{data['name']}",
+        consumer_properties={k: str(v).lower() if isinstance(v, bool) else str(v)
+                             for k, v in consumer.get("properties", {}).items()},
+        enabled=data.get("enabled", True),
+        source=doc,
+    )

@@ -1,0 +1,216 @@
+"""Runner: connector files -> mappers, writers and tasks in one process, until stopped."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import jsonschema
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from sinkframe.config.connector import ConnectorConfig, load_connector
+from sinkframe.errors import ConfigError, ConnectorFailed, SinkframeError
+from sinkframe.mapping.base import Mapper
+from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.pipeline.task import ConnectorTask
+from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
+from sinkframe.settings import Settings, redact_text
+
+log = logging.getLogger(__name__)
+
+
+def load_connectors(paths: Iterable[Path]) -> list[ConnectorConfig]:
+    """Load every file; raise one ConfigError listing every problem in every file."""
+    connectors, problems = [], []
+    for path in paths:
+        try:
+            connectors.append(load_connector(Path(path)))
+        except ConfigError as err:
+            problems.extend(err.problems)
+    names = [c.name for c in connectors]
+    for connector in connectors:
+        if names.count(connector.name) > 1:
+            problems.append(f"{connector.path}::$.name: connector name {connector.name!r} is used by "
+                            "more than one file")
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return connectors
+
+
+def build_mapper(connector: ConnectorConfig, registry: PluginRegistry) -> Mapper:
+    mapper_cls = registry.get(connector.plugin)
+    errors = sorted(jsonschema.Draft202012Validator(mapper_cls.config_schema).iter_errors(connector.plugin_config),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        doc = connector.source
+        problems = [doc.problem(("mapper", "config") + tuple(e.absolute_path), e.message) if doc
+                    else e.message for e in errors]
+        raise ConfigError(problems[0], problems)
+    return mapper_cls(connector.plugin_config)
+
+
+def resolve_targets(connector: ConnectorConfig, mapper: Mapper) -> dict[str, ResolvedTarget]:
+    unknown = sorted(set(connector.tables) - set(mapper.targets))
+    if unknown:
+        where = connector.source.problem(("tables", unknown[0]), "") if connector.source else ""
+        raise ConfigError(f"{where.rstrip(': ')}: plugin {connector.plugin!r} has no table role "
+                          f"{unknown[0]!r}; its roles are: {', '.join(sorted(mapper.targets))}")
+    return {role: ResolvedTarget(role, connector.tables.get(role, target.default_table), target)
+            for role, target in mapper.targets.items()}
+
+
+@dataclass
+class Pipeline:
+    """Everything `sinkframe run` starts, kept together so it can be stopped as one."""
+
+    settings: Settings
+    connectors: Sequence[ConnectorConfig]
+    registry: PluginRegistry
+    pool: ConnectionPool | None = None
+    tasks: list[ConnectorTask] = field(default_factory=list)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def open_pool(self) -> ConnectionPool:
+        check_database(self.settings)
+        self.pool = ConnectionPool(
+            self.settings.dsn, min_size=1, max_size=self.settings.pool_size, open=False,
+            name="sinkframe-writer", timeout=30, check=ConnectionPool.check_connection,
+            kwargs={"connect_timeout": 10})
+        self.pool.open(wait=True, timeout=30)
+        return self.pool
+
+    def build(self) -> None:
+        for connector in self.connectors:
+            mapper = build_mapper(connector, self.registry)
+            targets = resolve_targets(connector, mapper)
+            writer = BatchWriter(
+                self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
+                targets=targets, method=self.settings.write_method,
+                dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None)
+            self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event))
+
+    def provision(self) -> None:
+        """Create what the connectors write: their tables (schema specs), offsets, dead letters."""
+        if self.settings.apply_schema:
+            apply_connector_schema(self.pool, self.settings, self.tables())
+        for task in self.tasks:
+            task.writer.ensure_framework_tables()
+
+    def tables(self) -> set[str]:
+        return {t.table for task in self.tasks for t in task.writer.targets.values()}
+
+    def start(self) -> None:
+        for task in self.tasks:
+            task.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def wait(self, *, idle_exit: float | None = None, on_tick: Callable[[], None] | None = None) -> None:
+        """Block until stopped, a task fails, or (idle_exit) nothing new arrived for that long."""
+        last_total, last_change = -1, time.monotonic()
+        while not self.stop_event.wait(0.2):
+            failed = [t for t in self.tasks if t.failure is not None]
+            if failed:
+                self.stop()
+                break
+            if on_tick:
+                on_tick()
+            if idle_exit is not None:
+                total = sum(t.stats.messages for t in self.tasks)
+                if total != last_total or any(t.stats.state != "running" or t._batch for t in self.tasks):
+                    last_total, last_change = total, time.monotonic()
+                elif time.monotonic() - last_change >= idle_exit:
+                    self.stop()
+        for task in self.tasks:
+            task.thread.join()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+    def failures(self) -> list[BaseException]:
+        return [t.failure for t in self.tasks if t.failure is not None]
+
+
+def check_database(settings: Settings) -> None:
+    """Connect once, so a misconfigured database fails fast with the server's own words."""
+    try:
+        with psycopg.connect(settings.dsn, connect_timeout=10):
+            pass
+    except psycopg.Error as err:
+        secret = _password_of(settings.dsn)
+        raise SinkframeError(f"cannot connect to the database ({settings.redacted_dsn}): "
+                             f"{redact_text(str(err).strip(), secret)}") from None
+
+
+def _password_of(dsn: str) -> str | None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return None
+
+
+def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set[str]) -> None:
+    from sinkframe.schema import apply_schema, load_schema
+
+    spec = load_schema(settings.schema_dir)
+    missing = sorted(tables - spec.table_names())
+    if missing:
+        raise ConfigError(f"tables {', '.join(missing)} are written by a connector but declared in no "
+                          f"schema spec under {settings.schema_dir}/; add a spec for them "
+                          "(see docs/schema.md) or create them yourself and set SINKFRAME_APPLY_SCHEMA=0")
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            plan = apply_schema(conn, spec, tables=tables, plain_postgres=settings.plain_postgres)
+        finally:
+            conn.autocommit = False
+    for step in getattr(plan, "steps", []):
+        log.info("schema: %s", step.description)
+    for skipped in getattr(plan, "skipped", []):
+        log.info("schema: skipped on plain PostgreSQL: %s", skipped)
+
+
+def install_signal_handlers(pipeline: Pipeline) -> None:
+    def handle(signum, _frame):
+        log.info("received %s: finishing the batches in flight, then exiting", signal.Signals(signum).name)
+        pipeline.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run_connectors(paths: Sequence[Path], settings: Settings, *, plugins_dirs: Sequence[Path] = (),
+                   idle_exit: float | None = None, on_started: Callable[[Pipeline], None] | None = None,
+                   on_tick: Callable[[], None] | None = None) -> Pipeline:
+    """`sinkframe run`: load, provision, consume until stopped. Raises on failure."""
+    connectors = [c for c in load_connectors(paths) if c.enabled]
+    if not connectors:
+        raise ConfigError("no enabled connector in the given files")
+    pipeline = Pipeline(settings, connectors, PluginRegistry(plugins_dirs))
+    pipeline.open_pool()
+    try:
+        pipeline.build()
+        pipeline.provision()
+        if threading.current_thread() is threading.main_thread():
+            install_signal_handlers(pipeline)
+        pipeline.start()
+        log.info("running %d connector(s): %s", len(connectors),
+                 ", ".join(f"{c.name} <- {c.topic}" for c in connectors))
+        if on_started:
+            on_started(pipeline)
+        pipeline.wait(idle_exit=idle_exit, on_tick=on_tick)
+    finally:
+        pipeline.close()
+    failures = pipeline.failures()
+    if failures:
+        raise ConnectorFailed("; ".join(str(f) for f in failures))
+    return pipeline

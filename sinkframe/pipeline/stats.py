@@ -1,0 +1,45 @@
+"""Counters a connector task keeps about itself (read by logs, metrics and status).
+
+Plain attributes updated by one thread (the task) and read by others; under the
+GIL a reader sees each value whole, which is all monitoring needs.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ConnectorStats:
+    connector: str
+    topic: str
+    messages: int = 0
+    rows_by_table: Counter = field(default_factory=Counter)
+    batches: int = 0
+    batch_seconds_total: float = 0.0
+    last_batch_seconds: float = 0.0
+    errors_by_stage: Counter = field(default_factory=Counter)  # key: (stage, error_class)
+    dead_letters: int = 0
+    write_retries: int = 0
+    fenced: int = 0
+    committed_offsets: dict = field(default_factory=dict)  # partition -> next offset stored in DB
+    newest_event_ms: int | None = None
+    last_write_at: float | None = None
+    assigned: tuple = ()
+    paused: bool = False
+    state: str = "starting"  # starting, running, waiting-for-database, stopping, stopped, failed
+    started_at: float = field(default_factory=time.time)
+
+    def record_batch(self, *, messages: int, rows: dict[str, int], dead_letters: int,
+                     seconds: float, newest_ms: int | None, next_offsets: dict[int, int]) -> None:
+        self.messages += messages
+        self.rows_by_table.update(rows)
+        self.dead_letters += dead_letters
+        self.batches += 1
+        self.batch_seconds_total += seconds
+        self.last_batch_seconds = seconds
+        self.committed_offsets.update(next_offsets)
+        if newest_ms is not None and (self.newest_event_ms is None or newest_ms > self.newest_event_ms):
+            self.newest_event_ms = newest_ms
+        self.last_write_at = time.time()
