@@ -17,7 +17,8 @@ log = logging.getLogger("sinkframe")
 
 plugins_dir_option = click.option(
     "--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-    help="A folder of extra mapper plugins (*.py). Repeatable.")
+    envvar="SINKFRAME_PLUGINS_DIRS",
+    help="A folder of extra mapper plugins (*.py). Repeatable; env: SINKFRAME_PLUGINS_DIRS (':'-separated).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +44,12 @@ def cli(log_level: str, log_format: str) -> None:
               help="Allow a server without TimescaleDB (plain tables). Also SINKFRAME_PLAIN_POSTGRES=1.")
 @click.option("--exit-when-idle", type=float, metavar="SECONDS",
               help="Stop once no message arrived for this long (demos, backfills, benchmarks).")
-def run(files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain_postgres, exit_when_idle):
+@click.option("--metrics-port", type=int, envvar="SINKFRAME_METRICS_PORT",
+              help="Serve /metrics, /healthz and /readyz on this port (0 or unset: off).")
+@click.option("--progress/--no-progress", default=None,
+              help="Live status line (default: on when stderr is a terminal, else periodic log lines).")
+def run(files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain_postgres, exit_when_idle,
+        metrics_port, progress):
     """Run the connectors in FILES until SIGTERM/SIGINT."""
     from sinkframe.pipeline.runner import run_connectors
 
@@ -51,7 +57,22 @@ def run(files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain
         brokers=brokers, database_url=database_url,
         schema_dir=str(schema_dir) if schema_dir else None,
         apply_schema=False if no_schema else None, plain_postgres=plain_postgres)
-    _exit_on_error(lambda: run_connectors(files, settings, plugins_dirs=plugins_dirs, idle_exit=exit_when_idle))
+    monitor = _run_monitor(metrics_port=metrics_port, progress=progress)
+    try:
+        _exit_on_error(lambda: run_connectors(
+            files, settings, plugins_dirs=plugins_dirs, idle_exit=exit_when_idle,
+            on_started=monitor.started if monitor else None, on_tick=monitor.tick if monitor else None))
+    finally:
+        if monitor:
+            monitor.close()
+
+
+def _run_monitor(**options):
+    try:
+        from sinkframe.ops.runtime import RunMonitor
+    except ImportError:
+        return None
+    return RunMonitor(**options)
 
 
 @cli.command()
@@ -111,11 +132,22 @@ def _exit_on_error(action) -> None:
 
 
 def _mount_optional_commands() -> None:
-    try:
-        from sinkframe.schema.cli import schema_group
-    except ImportError:
-        return
-    cli.add_command(schema_group)
+    """Commands that live with their area (schema, operations, benchmark, demo)."""
+    import importlib
+
+    for module_name, attribute in (("sinkframe.schema.cli", "schema_group"),
+                                   ("sinkframe.ops.cli", "commands"),
+                                   ("sinkframe.bench.cli", "commands"),
+                                   ("sinkframe.demo", "commands")):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue  # that area is not installed in this build
+            raise
+        found = getattr(module, attribute)
+        for command in found if isinstance(found, (list, tuple)) else [found]:
+            cli.add_command(command)
 
 
 _mount_optional_commands()
@@ -123,3 +155,7 @@ _mount_optional_commands()
 
 def main() -> None:
     cli(prog_name="sinkframe")
+
+
+if __name__ == "__main__":  # `python -m sinkframe.cli`, used by tests and `--workers`
+    main()

