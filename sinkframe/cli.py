@@ -48,10 +48,18 @@ def cli(log_level: str, log_format: str) -> None:
               help="Serve /metrics, /healthz and /readyz on this port (0 or unset: off).")
 @click.option("--progress/--no-progress", default=None,
               help="Live status line (default: on when stderr is a terminal, else periodic log lines).")
-def run(files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain_postgres, exit_when_idle,
-        metrics_port, progress):
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Run N processes in one consumer group (partition-parallel).")
+@click.pass_context
+def run(ctx, files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain_postgres, exit_when_idle,
+        metrics_port, progress, workers):
     """Run the connectors in FILES until SIGTERM/SIGINT."""
     from sinkframe.pipeline.runner import run_connectors
+
+    if workers > 1:
+        from sinkframe.pipeline.workers import run_workers
+
+        sys.exit(run_workers(workers, _worker_args(ctx, metrics_port)))
 
     settings = Settings.from_env().with_overrides(
         brokers=brokers, database_url=database_url,
@@ -65,6 +73,28 @@ def run(files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain
     finally:
         if monitor:
             monitor.close()
+
+
+def _worker_args(ctx: click.Context, metrics_port: int | None) -> list[str]:
+    """The same command line for each worker, minus --workers and --metrics-port.
+
+    N processes cannot share one metrics port, so workers serve no metrics endpoint.
+    """
+    args = sys.argv[1:]
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--workers", "--metrics-port"):
+            skip = True
+            continue
+        if arg.startswith(("--workers=", "--metrics-port=")):
+            continue
+        out.append(arg)
+    if metrics_port:
+        log.warning("--metrics-port is not served with --workers > 1 (one port cannot serve N processes)")
+    return out
 
 
 def _run_monitor(**options):
