@@ -154,8 +154,9 @@ class BatchWriter:
             resolved = self.targets[role]
             statement = self._statements[role]
             if resolved.target.upsert is not None:
-                rows = merge_keyed_rows(resolved.target, rows)
-                cur.execute(statement, [list(col) for col in zip(*rows)])
+                for part in merge_keyed_rows(resolved.target, rows):
+                    if part:
+                        cur.execute(statement, [list(col) for col in zip(*part)])
             elif self.method == "copy":
                 with cur.copy(statement) as copy:
                     copy.set_types([c.pg_type for c in resolved.target.columns])
@@ -199,36 +200,39 @@ def dead_letter_params(connector: str, d: DeadLetter) -> tuple:
             d.stage, d.error_class, message, d.sqlstate)
 
 
-def merge_keyed_rows(target: Target, rows: list[tuple]) -> list[tuple]:
-    """Collapse rows with the same key into one, as the upsert would in sequence.
+def merge_keyed_rows(target: Target, rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+    """Split keyed rows into (gap_fillers, newest): at most one row per key in each.
 
-    `ON CONFLICT DO UPDATE` cannot touch the same row twice in one statement, and
-    a batch often holds several messages of one device.
+    `ON CONFLICT DO UPDATE` cannot touch the same row twice in one statement, and a
+    batch often holds several messages of one device. `newest` is each key's newest
+    row as it came; `gap_fillers` folds the key's older rows (newest non-null value
+    of each column) under the version of the newest of them. Upserting the fillers
+    first and then the newest rows gives every column the value of the newest
+    message that carries it, whether that message is in this batch or stored.
     """
     up = target.upsert
     names = target.column_names
+    ver = names.index(up.version_column)
     key_idx = [names.index(k) for k in up.key]
-    ver_idx = names.index(up.version_column)
-    min_idx = {names.index(c) for c in up.min_columns}
-    merged: dict[tuple, list] = {}
+    min_idx = [names.index(c) for c in up.min_columns]
+    by_key: dict[tuple, list[tuple]] = {}
     for row in rows:
-        key = tuple(row[i] for i in key_idx)
-        current = merged.get(key)
-        if current is None:
-            merged[key] = list(row)
+        by_key.setdefault(tuple(row[i] for i in key_idx), []).append(row)
+    fillers, newest = [], []
+    for group in by_key.values():
+        if len(group) == 1:
+            newest.append(group[0])
             continue
-        newer = row[ver_idx] >= current[ver_idx]
-        for i, value in enumerate(row):
-            if i in key_idx:
-                continue
-            if i == ver_idx:
-                current[i] = max(current[i], value)
-            elif i in min_idx:
-                current[i] = min(current[i], value) if value is not None and current[i] is not None \
-                    else (value if current[i] is None else current[i])
-            elif newer:
-                if value is not None:
-                    current[i] = value
-            elif current[i] is None:
-                current[i] = value
-    return [tuple(r) for r in merged.values()]
+        group.sort(key=lambda r: r[ver], reverse=True)
+        head, older = list(group[0]), group[1:]
+        filler = list(older[0])
+        for row in older[1:]:
+            for i, value in enumerate(row):
+                if filler[i] is None:
+                    filler[i] = value
+        for i in min_idx:  # e.g. first_seen: the smallest of the whole group
+            smallest = min((r[i] for r in group if r[i] is not None), default=None)
+            head[i] = filler[i] = smallest
+        fillers.append(tuple(filler))
+        newest.append(tuple(head))
+    return fillers, newest

@@ -7,7 +7,7 @@ import pytest
 
 from sinkframe.devservices import create_topics, produce
 
-from .conftest import CONFIGS, query, run_sink
+from sink_helpers import CONFIGS, query, run_sink
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pytest
 
 from sinkframe.devservices import create_topics, produce
 
-from .conftest import CONFIGS, query, start_sink_process, wait_for
+from sink_helpers import CONFIGS, query, start_sink_process, wait_for
 
 pytestmark = pytest.mark.slow
 
