@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,8 +38,8 @@ def cli(log_level: str, log_format: str) -> None:
 @plugins_dir_option
 @click.option("--brokers", help="Kafka bootstrap servers (default: $REDPANDA_BROKERS).")
 @click.option("--database-url", help="libpq URL or DSN (default: $SINKFRAME_DATABASE_URL or $TIMESCALEDB_*).")
-@click.option("--schema-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Schema specs for the connectors' tables (default: ./schema).")
+@click.option("--schema-dir", "schema_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Schema specs for the connectors' tables (default: ./schema). Repeatable.")
 @click.option("--no-schema", is_flag=True, help="Do not create or update tables before consuming.")
 @click.option("--plain-postgres", is_flag=True, default=None,
               help="Allow a server without TimescaleDB (plain tables). Also SINKFRAME_PLAIN_POSTGRES=1.")
@@ -51,7 +52,7 @@ def cli(log_level: str, log_format: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Run N processes in one consumer group (partition-parallel).")
 @click.pass_context
-def run(ctx, files, plugins_dirs, brokers, database_url, schema_dir, no_schema, plain_postgres, exit_when_idle,
+def run(ctx, files, plugins_dirs, brokers, database_url, schema_dirs, no_schema, plain_postgres, exit_when_idle,
         metrics_port, progress, workers):
     """Run the connectors in FILES until SIGTERM/SIGINT."""
     from sinkframe.pipeline.runner import run_connectors
@@ -63,7 +64,7 @@ def run(ctx, files, plugins_dirs, brokers, database_url, schema_dir, no_schema, 
 
     settings = Settings.from_env().with_overrides(
         brokers=brokers, database_url=database_url,
-        schema_dir=str(schema_dir) if schema_dir else None,
+        schema_dir=os.pathsep.join(map(str, schema_dirs)) if schema_dirs else None,
         apply_schema=False if no_schema else None, plain_postgres=plain_postgres)
     monitor = _run_monitor(metrics_port=metrics_port, progress=progress)
     try:
@@ -108,14 +109,15 @@ def _run_monitor(**options):
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @plugins_dir_option
-@click.option("--schema-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Schema specs to check target tables against (default: ./schema).")
+@click.option("--schema-dir", "schema_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Schema specs to check target tables against (default: ./schema). Repeatable.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def validate(files, plugins_dirs, schema_dir, output):
+def validate(files, plugins_dirs, schema_dirs, output):
     """Check connector FILES offline; report every error in every file."""
     from sinkframe.validate import validate_files
 
-    reports = validate_files(files, plugins_dirs=plugins_dirs, schema_dir=str(schema_dir) if schema_dir else None)
+    reports = validate_files(files, plugins_dirs=plugins_dirs,
+                             schema_dir=os.pathsep.join(map(str, schema_dirs)) if schema_dirs else None)
     ok = all(not r.errors for r in reports)
     if output == "json":
         click.echo(json.dumps({"valid": ok, "files": [r.__dict__ for r in reports]}, indent=2))

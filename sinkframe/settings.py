@@ -71,6 +71,11 @@ class Settings:
         return replace(self, **changes)
 
     @property
+    def schema_paths(self) -> list[str]:
+        """Schema spec folders/files: SINKFRAME_SCHEMA_DIR may list several, ':'-separated."""
+        return [p for p in self.schema_dir.split(os.pathsep) if p]
+
+    @property
     def redacted_dsn(self) -> str:
         return redact_dsn(self.dsn)
 

@@ -59,10 +59,12 @@ def _declared_tables(schema_dir: str) -> tuple[set[str] | None, str | None]:
         from sinkframe.schema import load_schema
     except ImportError:
         return None, None
-    if not Path(schema_dir).exists():
-        return None, f"schema folder {schema_dir} does not exist"
+    paths = [p for p in schema_dir.split(os.pathsep) if p]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        return None, f"schema folder {missing[0]} does not exist"
     try:
-        return load_schema(schema_dir).table_names(), None
+        return load_schema(paths).table_names(), None
     except ConfigError as err:
         return None, "; ".join(err.problems)
 

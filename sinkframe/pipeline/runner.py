@@ -161,11 +161,11 @@ def _password_of(dsn: str) -> str | None:
 def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set[str]) -> None:
     from sinkframe.schema import apply_schema, load_schema
 
-    spec = load_schema(settings.schema_dir)
+    spec = load_schema(settings.schema_paths)
     missing = sorted(tables - spec.table_names())
     if missing:
         raise ConfigError(f"tables {', '.join(missing)} are written by a connector but declared in no "
-                          f"schema spec under {settings.schema_dir}/; add a spec for them "
+                          f"schema spec in {', '.join(settings.schema_paths)}; add a spec for them "
                           "(see docs/schema.md) or create them yourself and set SINKFRAME_APPLY_SCHEMA=0")
     with pool.connection() as conn:
         conn.autocommit = True
@@ -173,9 +173,10 @@ def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set
             plan = apply_schema(conn, spec, tables=tables, plain_postgres=settings.plain_postgres)
         finally:
             conn.autocommit = False
-    for step in getattr(plan, "steps", []):
-        log.info("schema: %s", step.description)
-    for skipped in getattr(plan, "skipped", []):
+    for step in plan.steps:
+        log.debug("schema: %s", step.description)
+    log.info("schema: %d change(s) applied for tables %s", len(plan.steps), ", ".join(sorted(tables)))
+    for skipped in plan.skipped:
         log.info("schema: skipped on plain PostgreSQL: %s", skipped)
 
 

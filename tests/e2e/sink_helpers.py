@@ -20,7 +20,7 @@ CONFIGS = REPO / "configs"
 FAST_GROUP_JOIN = {"SINKFRAME_KAFKA_SESSION_TIMEOUT_MS": "2000", "SINKFRAME_KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
 
 
-def run_sink(paths, env: dict, *, idle_exit: float = 2.0, timeout: float = 90):
+def run_sink(paths, env: dict, *, idle_exit: float = 2.0, timeout: float = 90, plugins_dirs=()):
     """Run connectors in-process until no message arrived for `idle_exit` seconds."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # connector files interpolate ${RAW_TOPIC} etc. from the environment
@@ -28,7 +28,8 @@ def run_sink(paths, env: dict, *, idle_exit: float = 2.0, timeout: float = 90):
 
     def target():
         try:
-            result["pipeline"] = run_connectors([Path(p) for p in paths], Settings.from_env(), idle_exit=idle_exit)
+            result["pipeline"] = run_connectors([Path(p) for p in paths], Settings.from_env(), idle_exit=idle_exit,
+                                                plugins_dirs=plugins_dirs)
         except BaseException as err:  # re-raised in the test thread
             result["error"] = err
 

@@ -1,0 +1,138 @@
+"""`sinkframe demo`: the whole platform on one machine, nothing to set up.
+
+Starts a local Kafka-compatible broker (Tansu) and an embedded TimescaleDB
+(PGlite + TimescaleDB in Node.js), produces a day of simulated fleet traffic for
+the three topics, runs the shipped connectors until they are idle, refreshes the
+continuous aggregates and prints what landed, using the seed's example queries.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import psycopg
+from psycopg import sql
+
+from sinkframe.devservices import TansuBroker, TimescaleEngine, create_topics
+from sinkframe.errors import SinkframeError
+from sinkframe.pipeline.runner import run_connectors
+from sinkframe.settings import Settings
+from sinkframe.simulator import DEFAULT_TOPICS, Fleet, produce
+
+log = logging.getLogger(__name__)
+
+CONFIGS = ("configs/raw.yaml", "configs/enriched.yaml", "configs/smart_breaker.yaml")
+TABLES = ("iot_raw_data", "iot_enriched_data", "smart_breaker_data", "device_metadata", "sinkframe_dead_letters")
+SEED_QUERIES = {
+    "hourly average voltage, last 24 h (smart_breaker_data)":
+        "SELECT time_bucket('1 hour', time) as bucket, AVG(voltage_phase_a) as avg_voltage FROM smart_breaker_data "
+        "WHERE time > NOW() - INTERVAL '24 hours' GROUP BY bucket ORDER BY bucket;",
+    "daily stats, last 7 days (smart_breaker_daily_stats)":
+        "SELECT * FROM smart_breaker_daily_stats WHERE bucket > NOW() - INTERVAL '7 days';",
+}
+
+
+@click.command()
+@click.option("--devices", default=20, show_default=True, help="Simulated devices.")
+@click.option("--hours", default=24.0, show_default=True, help="Hours of history to generate.")
+@click.option("--interval", default=300.0, show_default=True, help="Seconds between a device's readings.")
+@click.option("--malformed-rate", default=0.002, show_default=True, help="Share of malformed messages.")
+@click.option("--database-url", help="Use this database instead of the embedded TimescaleDB engine.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show the sink's log (one line per dead letter, etc.).")
+def demo(devices, hours, interval, malformed_rate, database_url, seed, verbose):
+    """Run the whole pipeline locally on simulated traffic and print what landed."""
+    if not verbose:  # the summary reports dead letters; one log line each would bury it
+        logging.getLogger("sinkframe").setLevel(logging.ERROR)
+    try:
+        run_demo(devices=devices, hours=hours, interval=interval, malformed_rate=malformed_rate,
+                 database_url=database_url, seed=seed)
+    except SinkframeError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def run_demo(*, devices: int, hours: float, interval: float, malformed_rate: float,
+             database_url: str | None, seed: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="sinkframe-demo-"))
+    click.echo(f"sinkframe demo: logs in {workdir}")
+    with TansuBroker(log_path=workdir / "broker.log") as broker:
+        engine = None if database_url else TimescaleEngine(log_path=workdir / "timescaledb.log").start()
+        try:
+            dsn = database_url or engine.dsn
+            click.echo(f"  broker      Tansu on {broker.bootstrap}")
+            click.echo(f"  database    {'embedded TimescaleDB on port ' + str(engine.port) if engine else 'given URL'}")
+            create_topics(broker.bootstrap, DEFAULT_TOPICS.values(), partitions=3)
+            now = time.time()
+            fleet = Fleet(devices=devices, seed=seed, malformed_rate=malformed_rate)
+            report = produce(broker.bootstrap, fleet, rate=None, backfill=(now - hours * 3600, now, interval))
+            click.echo(f"  produced    {report.sent} messages ({dict(report.by_topic)}) in {report.seconds:.1f}s")
+            settings = _demo_settings(broker.bootstrap, dsn, embedded=engine is not None)
+            started = time.monotonic()
+            pipeline = run_connectors([Path(c) for c in CONFIGS], settings, idle_exit=3.0)
+            consumed = sum(t.stats.messages for t in pipeline.tasks)
+            click.echo(f"  ingested    {consumed} messages in {time.monotonic() - started:.1f}s "
+                       "(including ~1 s group join and 3 s idle wait)")
+            _print_summary(dsn)
+        finally:
+            if engine:
+                engine.stop()
+
+
+def _demo_settings(bootstrap: str, dsn: str, *, embedded: bool) -> Settings:
+    env = {**os.environ, "REDPANDA_BROKERS": bootstrap, "SINKFRAME_DATABASE_URL": dsn,
+           "SINKFRAME_KAFKA_SESSION_TIMEOUT_MS": "2000", "SINKFRAME_KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
+    for name in ("RAW_TOPIC", "ENRICHED_TOPIC", "SMART_BREAKER_TOPIC"):
+        os.environ.pop(name, None)  # the demo produces to the default topics
+    if embedded:
+        # The embedded engine serves one connection at a time and has no COPY FROM STDIN.
+        env.update({"SINKFRAME_DB_POOL_SIZE": "1", "SINKFRAME_WRITE_METHOD": "insert"})
+    return Settings.from_env(env)
+
+
+def _connect(dsn: str, *, attempts: int = 50) -> psycopg.Connection:
+    # The embedded engine serves one connection at a time and takes a moment to
+    # notice that the sink's pool has closed its connection.
+    for attempt in range(attempts):
+        try:
+            return psycopg.connect(dsn, autocommit=True)
+        except psycopg.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
+
+
+def _print_summary(dsn: str) -> None:
+    with _connect(dsn) as conn:
+        click.echo("\nRows landed:")
+        for table in TABLES:
+            (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            click.echo(f"  {table:<26} {count:>8}")
+        for view in ("smart_breaker_hourly_stats", "smart_breaker_daily_stats"):
+            conn.execute(sql.SQL("CALL refresh_continuous_aggregate({}, NULL, NULL)").format(sql.Literal(view)))
+        reasons = conn.execute("SELECT stage, left(error_message, 70), count(*) FROM sinkframe_dead_letters "
+                               "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 3").fetchall()
+        if reasons:
+            click.echo("\nDead letters (malformed messages, kept with their reason):")
+            for stage, message, count in reasons:
+                click.echo(f"  {count:>5} x {stage}: {message}")
+        for title, query in SEED_QUERIES.items():
+            cur = conn.execute(query)
+            rows = cur.fetchall()
+            click.echo(f"\n{title}: {len(rows)} rows")
+            names = [d.name for d in cur.description][:6]
+            click.echo("  " + " | ".join(names))
+            for row in rows[:5]:
+                click.echo("  " + " | ".join(_short(v) for v in row[:6]))
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)[:25]
+
+
+commands = [demo]
