@@ -89,7 +89,9 @@ def _demo_settings(bootstrap: str, dsn: str, *, embedded: bool) -> Settings:
         os.environ.pop(name, None)  # the demo produces to the default topics
     if embedded:
         # The embedded engine serves one connection at a time and has no COPY FROM STDIN.
-        env.update({"SINKFRAME_DB_POOL_SIZE": "1", "SINKFRAME_WRITE_METHOD": "insert"})
+        # Its connections share one session, so prepared statements would outlive them.
+        env.update({"SINKFRAME_DB_POOL_SIZE": "1", "SINKFRAME_WRITE_METHOD": "insert",
+                    "SINKFRAME_DB_PREPARE_THRESHOLD": "off"})
     return Settings.from_env(env)
 
 

@@ -27,7 +27,7 @@ from sinkframe.errors import ConfigError
 KAFKA_ENV_PREFIX = "SINKFRAME_KAFKA_"
 DB_ENV_PREFIX = "SINKFRAME_DB_"
 # SINKFRAME_DB_* names that are sinkframe settings, not libpq parameters.
-DB_SETTING_NAMES = {"POOL_SIZE"}
+DB_SETTING_NAMES = {"POOL_SIZE", "PREPARE_THRESHOLD"}
 WRITE_METHODS = ("copy", "insert")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 
@@ -46,6 +46,10 @@ class Settings:
     plain_postgres: bool = False
     schema_dir: str = "schema"
     apply_schema: bool = True
+    # psycopg prepares a statement after this many executions; None: never. Off for
+    # servers/proxies that do not keep prepared statements per connection (PgBouncer
+    # in transaction mode, the embedded engine whose connections share one session).
+    prepare_threshold: int | None = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -58,6 +62,7 @@ class Settings:
             plain_postgres=env.get("SINKFRAME_PLAIN_POSTGRES", "").strip().lower() in TRUE_WORDS,
             schema_dir=env.get("SINKFRAME_SCHEMA_DIR", "schema"),
             apply_schema=env.get("SINKFRAME_APPLY_SCHEMA", "1").strip().lower() in TRUE_WORDS,
+            prepare_threshold=_prepare_threshold(env),
         )
 
     def with_overrides(self, *, brokers: str | None = None, database_url: str | None = None,
@@ -140,6 +145,16 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ConfigError(f"{name}={raw!r}: expected a whole number >= 1")
     return value
+
+
+def _prepare_threshold(env: Mapping[str, str]) -> int | None:
+    raw = env.get("SINKFRAME_DB_PREPARE_THRESHOLD", "5").strip().lower()
+    if raw in ("", "none", "off", "never"):
+        return None
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise ConfigError(f"SINKFRAME_DB_PREPARE_THRESHOLD={raw!r}: expected a whole number or 'off'") from None
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:

@@ -80,7 +80,7 @@ class Pipeline:
         self.pool = ConnectionPool(
             self.settings.dsn, min_size=1, max_size=self.settings.pool_size, open=False,
             name="sinkframe-writer", timeout=30, check=ConnectionPool.check_connection,
-            kwargs={"connect_timeout": 10})
+            kwargs={"connect_timeout": 10, "prepare_threshold": self.settings.prepare_threshold})
         self.pool.open(wait=True, timeout=30)
         return self.pool
 
