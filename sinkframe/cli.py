@@ -51,8 +51,7 @@ def cli(log_level: str, log_format: str) -> None:
               help="Live status line (default: on when stderr is a terminal, else periodic log lines).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Run N processes in one consumer group (partition-parallel).")
-@click.pass_context
-def run(ctx, files, plugins_dirs, brokers, database_url, schema_dirs, no_schema, plain_postgres, exit_when_idle,
+def run(files, plugins_dirs, brokers, database_url, schema_dirs, no_schema, plain_postgres, exit_when_idle,
         metrics_port, progress, workers):
     """Run the connectors in FILES until SIGTERM/SIGINT."""
     from sinkframe.pipeline.runner import run_connectors
@@ -60,23 +59,24 @@ def run(ctx, files, plugins_dirs, brokers, database_url, schema_dirs, no_schema,
     if workers > 1:
         from sinkframe.pipeline.workers import run_workers
 
-        sys.exit(run_workers(workers, _worker_args(ctx, metrics_port)))
+        sys.exit(run_workers(workers, _worker_args(metrics_port)))
 
-    settings = Settings.from_env().with_overrides(
-        brokers=brokers, database_url=database_url,
-        schema_dir=os.pathsep.join(map(str, schema_dirs)) if schema_dirs else None,
-        apply_schema=False if no_schema else None, plain_postgres=plain_postgres)
-    monitor = _run_monitor(metrics_port=metrics_port, progress=progress)
-    try:
-        _exit_on_error(lambda: run_connectors(
-            files, settings, plugins_dirs=plugins_dirs, idle_exit=exit_when_idle,
-            on_started=monitor.started if monitor else None, on_tick=monitor.tick if monitor else None))
-    finally:
-        if monitor:
+    def run_with_monitor():
+        settings = Settings.from_env().with_overrides(
+            brokers=brokers, database_url=database_url,
+            schema_dir=os.pathsep.join(map(str, schema_dirs)) if schema_dirs else None,
+            apply_schema=False if no_schema else None, plain_postgres=plain_postgres)
+        monitor = _run_monitor(metrics_port=metrics_port, progress=progress)
+        try:
+            run_connectors(files, settings, plugins_dirs=plugins_dirs, idle_exit=exit_when_idle,
+                           on_started=monitor.started, on_tick=monitor.tick)
+        finally:
             monitor.close()
 
+    _exit_on_error(run_with_monitor)
 
-def _worker_args(ctx: click.Context, metrics_port: int | None) -> list[str]:
+
+def _worker_args(metrics_port: int | None) -> list[str]:
     """The same command line for each worker, minus --workers and --metrics-port.
 
     N processes cannot share one metrics port, so workers serve no metrics endpoint.
@@ -99,10 +99,8 @@ def _worker_args(ctx: click.Context, metrics_port: int | None) -> list[str]:
 
 
 def _run_monitor(**options):
-    try:
-        from sinkframe.ops.runtime import RunMonitor
-    except ImportError:
-        return None
+    from sinkframe.ops.runtime import RunMonitor
+
     return RunMonitor(**options)
 
 

@@ -1,0 +1,240 @@
+"""Prometheus metrics of a running pipeline, read from the tasks' own counters at scrape time.
+
+The connector tasks keep plain counters (`ConnectorStats`); a custom collector
+turns them into metric families whenever /metrics is scraped, so the hot path
+pays nothing for monitoring. The one histogram, batch write latency, needs each
+batch's duration: `BatchLatency.update()` (called every 0.2 s from the runner's
+main loop, and at each scrape) counts the batches finished since its last call.
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric,
+)
+from prometheus_client.registry import Collector
+
+from sinkframe import __version__
+from sinkframe.ops.health import DatabaseProbe
+from sinkframe.ops.kafka import WatermarkPoller
+
+STATES = ("starting", "running", "waiting-for-database", "stopping", "stopped", "failed")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry of our own (not the global one) with the process, platform and GC collectors."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class BatchLatency:
+    """The batch write latency histogram, fed from the tasks' counters.
+
+    `update()` runs every 0.2 s on the runner's main thread and once more at each
+    scrape, so `_count` always equals the batches counter. Exact for the usual
+    case of at most one batch per connector between two updates; when several
+    finished, each is counted at their mean duration, so `_sum` and `_count` stay
+    exact and only the bucket of each may be approximate.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        self.bounds = tuple(buckets)
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, float]] = {}
+        self._counts: dict[str, list[int]] = {}  # per connector: per bucket (not cumulative), then +Inf
+        self._sums: dict[str, float] = {}
+
+    def update(self, tasks) -> None:
+        with self._lock:
+            for task in tasks:
+                self._update_one(task.stats)
+
+    def _update_one(self, stats) -> None:
+        batches, total = stats.batches, stats.batch_seconds_total
+        seen_batches, seen_total = self._seen.get(stats.connector, (0, 0.0))
+        new = batches - seen_batches
+        if new <= 0:
+            return
+        each = max(stats.last_batch_seconds if new == 1 else (total - seen_total) / new, 0.0)
+        counts = self._counts.setdefault(stats.connector, [0] * (len(self.bounds) + 1))
+        counts[bisect.bisect_left(self.bounds, each)] += new
+        self._sums[stats.connector] = self._sums.get(stats.connector, 0.0) + (total - seen_total)
+        self._seen[stats.connector] = (batches, total)
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "sinkframe_batch_write_seconds", "Time to write one batch (rows, dead letters and offsets in one "
+            "transaction), including retries.", labels=["connector"])
+        with self._lock:
+            for connector, counts in sorted(self._counts.items()):
+                cumulative = list(itertools.accumulate(counts))
+                buckets = [(_bound(b), c) for b, c in zip(self.bounds, cumulative)] + [("+Inf", cumulative[-1])]
+                family.add_metric([connector], buckets, self._sums[connector])
+        return family
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+@dataclass(frozen=True)
+class PartitionPosition:
+    connector: str
+    topic: str
+    partition: int
+    stored: int | None  # next offset stored in the database (None: nothing stored yet)
+    high: int | None  # high watermark (None: not known yet)
+    lag: int | None
+
+
+def partition_positions(tasks, watermarks: WatermarkPoller | None) -> Iterator[PartitionPosition]:
+    """Per partition assigned to this process: stored offset, high watermark and the lag between.
+
+    A partition with no stored offset is read from its start (or Kafka's committed
+    offset), so its lag counts from the low watermark.
+    """
+    for task in tasks:
+        s = task.stats
+        offsets = dict(s.committed_offsets)
+        for partition in s.assigned:
+            stored = offsets.get(partition)
+            marks = watermarks.high(s.topic, partition) if watermarks is not None else None
+            lag = None if marks is None else max(marks.high - (marks.low if stored is None else stored), 0)
+            yield PartitionPosition(s.connector, s.topic, partition, stored,
+                                    None if marks is None else marks.high, lag)
+
+
+class PipelineCollector(Collector):
+    """Metric families read from the pipeline at scrape time."""
+
+    def __init__(self, source):
+        """`source` has `.latency` (BatchLatency), `.pipeline`, `.watermarks` (WatermarkPoller) and
+        `.probe` (DatabaseProbe), the last three possibly None, read at every scrape: the RunMonitor
+        fills them in once started."""
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # families depend on the pipeline, which may not exist at registration
+
+    def collect(self) -> Iterator[Metric]:
+        info = InfoMetricFamily("sinkframe_build", "sinkframe version.")
+        info.add_metric([], {"version": __version__})
+        yield info
+        pipeline = self._source.pipeline
+        tasks = list(pipeline.tasks) if pipeline is not None else []
+        yield from self._connector_families(tasks)
+        self._source.latency.update(tasks)
+        yield self._source.latency.family()
+        yield from self._partition_families(tasks)
+        if pipeline is not None and pipeline.pool is not None:
+            yield from _pool_families(pipeline.pool.get_stats())
+        if self._source.probe is not None:
+            yield from self._database_families(self._source.probe)
+
+    def _connector_families(self, tasks) -> Iterator[Metric]:
+        c = {name: CounterMetricFamily(f"sinkframe_{name}", text, labels=labels) for name, text, labels in (
+            ("messages", "Kafka messages consumed and written (rows or dead letters).", ["connector", "topic"]),
+            ("rows_written", "Rows written, per table.", ["connector", "table"]),
+            ("batches", "Batches written (one transaction each).", ["connector"]),
+            ("errors", "Records that failed, by stage (decode, map, write) and error class.",
+             ["connector", "stage", "error_class"]),
+            ("dead_letters", "Records written to the dead-letter table.", ["connector"]),
+            ("write_retries", "Batch writes retried because the database was unavailable.", ["connector"]),
+            ("fenced_batches", "Batches rolled back because another consumer owned a partition.", ["connector"]),
+        )}
+        g = {name: GaugeMetricFamily(f"sinkframe_{name}", text, labels=labels) for name, text, labels in (
+            ("connector_state", "1 for the connector's current state.", ["connector", "state"]),
+            ("connector_paused", "1 while the connector's partitions are paused (database unavailable).",
+             ["connector"]),
+            ("assigned_partitions", "Partitions assigned to this process.", ["connector"]),
+            ("event_time_lag_seconds", "Now minus the newest Kafka record timestamp written.", ["connector"]),
+            ("last_write_timestamp_seconds", "Unix time of the last batch written.", ["connector"]),
+        )}
+        now = time.time()
+        for task in tasks:
+            s = task.stats
+            name = s.connector
+            c["messages"].add_metric([name, s.topic], s.messages)
+            for table, rows in dict(s.rows_by_table).items():
+                c["rows_written"].add_metric([name, table], rows)
+            c["batches"].add_metric([name], s.batches)
+            for (stage, error_class), count in dict(s.errors_by_stage).items():
+                c["errors"].add_metric([name, stage, error_class], count)
+            c["dead_letters"].add_metric([name], s.dead_letters)
+            c["write_retries"].add_metric([name], s.write_retries)
+            c["fenced_batches"].add_metric([name], s.fenced)
+            for state in STATES:
+                g["connector_state"].add_metric([name, state], 1.0 if s.state == state else 0.0)
+            g["connector_paused"].add_metric([name], 1.0 if s.paused else 0.0)
+            g["assigned_partitions"].add_metric([name], len(s.assigned))
+            if s.newest_event_ms is not None:
+                g["event_time_lag_seconds"].add_metric([name], max(now - s.newest_event_ms / 1000, 0.0))
+            if s.last_write_at is not None:
+                g["last_write_timestamp_seconds"].add_metric([name], s.last_write_at)
+        yield from c.values()
+        yield from g.values()
+
+    def _partition_families(self, tasks) -> Iterator[Metric]:
+        labels = ["connector", "topic", "partition"]
+        stored = GaugeMetricFamily("sinkframe_stored_offset", "Next offset stored in the database "
+                                   "with the rows (the exactly-once position).", labels=labels)
+        high = GaugeMetricFamily("sinkframe_partition_high_watermark", "Partition high watermark "
+                                 "(next offset to be produced).", labels=labels)
+        lag = GaugeMetricFamily("sinkframe_consumer_lag_messages", "High watermark minus the stored offset, "
+                                "for partitions assigned to this process.", labels=labels)
+        age = GaugeMetricFamily("sinkframe_watermarks_age_seconds", "Age of the watermarks behind the lag "
+                                "metrics (grows while the brokers cannot be reached).")
+        watermarks = self._source.watermarks
+        for p in partition_positions(tasks, watermarks):
+            key = [p.connector, p.topic, str(p.partition)]
+            if p.stored is not None:
+                stored.add_metric(key, p.stored)
+            if p.high is not None:
+                high.add_metric(key, p.high)
+                lag.add_metric(key, p.lag)
+        if watermarks is not None and watermarks.updated_at is not None:
+            age.add_metric([], max(time.time() - watermarks.updated_at, 0.0))
+        yield from (stored, high, lag, age)
+
+    def _database_families(self, probe: DatabaseProbe) -> Iterator[Metric]:
+        ok, _ = probe.check()
+        up = GaugeMetricFamily("sinkframe_database_up", "1 if the database answered the readiness query.")
+        up.add_metric([], 1.0 if ok else 0.0)
+        yield up
+        jobs = CounterMetricFamily("sinkframe_timescaledb_job_failures", "Failed runs of TimescaleDB "
+                                   "background jobs (policies, aggregate refreshes).",
+                                   labels=["job_id", "proc_name", "hypertable"])
+        for job in probe.job_failures() if ok else []:
+            jobs.add_metric([str(job.job_id), job.proc_name, job.hypertable], job.failures or 0)
+        yield jobs
+
+
+def _pool_families(stats: dict) -> Iterator[Metric]:
+    for name, text, value in (
+        ("db_pool_size", "Connections in the writer pool (busy or idle).", stats.get("pool_size", 0)),
+        ("db_pool_max", "Maximum connections of the writer pool.", stats.get("pool_max", 0)),
+        ("db_pool_in_use", "Pool connections lent out right now.",
+         stats.get("pool_size", 0) - stats.get("pool_available", 0)),
+        ("db_pool_waiting", "Requests waiting for a pool connection.", stats.get("requests_waiting", 0)),
+    ):
+        gauge = GaugeMetricFamily(f"sinkframe_{name}", text)
+        gauge.add_metric([], value)
+        yield gauge
+    for name, key, text in (
+        ("db_pool_connection_errors", "connections_errors", "Failed attempts to open a pool connection."),
+        ("db_pool_connections_lost", "connections_lost", "Pool connections found broken."),
+    ):
+        counter = CounterMetricFamily(f"sinkframe_{name}", text)
+        counter.add_metric([], stats.get(key, 0))
+        yield counter

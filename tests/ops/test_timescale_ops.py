@@ -1,0 +1,91 @@
+"""The operations tools on real TimescaleDB (the embedded engine: one connection at a time).
+
+The demo runs this way: metrics and readiness must work through the writer's
+single pool connection, and export and status must understand hypertables and
+continuous aggregates.
+"""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from ops_helpers import (
+    CONFIGS, ONE_RECORD_PER_BATCH, REPO, RunningSink, http_get, metric_sum, ready, scrape, sink_settings, wait_for,
+)
+
+from sinkframe.cli import cli
+from sinkframe.devservices import free_port
+from sinkframe.export import ExportRequest, export_to
+from sinkframe.simulator import Fleet, produce
+
+pytestmark = [pytest.mark.slow, pytest.mark.timescale]
+
+CONFIG = CONFIGS / "smart_breaker.yaml"
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    for _ in range(50):  # the engine frees its single connection slot a moment after a close
+        try:
+            return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((REPO / "deploy/grafana/dashboards/sinkframe.json").read_text())
+    return [t["rawSql"] for p in dashboard["panels"] for t in p.get("targets", []) if "rawSql" in t]
+
+
+def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_bootstrap, timescale_dsn,
+                                                            topics, promtool):
+    settings = sink_settings(monkeypatch, kafka_bootstrap, timescale_dsn, topics, SINKFRAME_PLAIN_POSTGRES="0",
+                             SINKFRAME_DB_POOL_SIZE="1", SINKFRAME_WRITE_METHOD="insert",
+                             SINKFRAME_DB_PREPARE_THRESHOLD="off")
+    now = time.time()
+    fleet = Fleet(devices=4, seed=6, kinds=("smart_breaker",), sensor_share=0, late_rate=0, out_of_order_rate=0)
+    report = produce(kafka_bootstrap, fleet, rate=None, topics=topics, config=ONE_RECORD_PER_BATCH,
+                     backfill=(now - 3 * 3600, now, 120))
+    assert report.delivered == report.sent == 4 * 90
+
+    with RunningSink([CONFIG], settings, metrics_port=free_port()) as sink:
+        samples = wait_for(lambda: (lambda s: s if metric_sum(s, "sinkframe_messages_total") == 360 else None)(
+            scrape(sink.url)), timeout=90, message="360 messages written")
+        status, body = ready(sink.url)
+        assert status == 200, body  # the probe borrowed the writer's connection
+        assert any(name == "sinkframe_timescaledb_job_failures_total" for name, _ in samples)
+        assert metric_sum(samples, "sinkframe_timescaledb_job_failures_total") == 0
+        _, page = http_get(sink.url + "/metrics")
+        check = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+    with connect(timescale_dsn) as conn:
+        conn.execute("CALL refresh_continuous_aggregate('smart_breaker_hourly_stats', NULL, NULL)")
+        assert conn.execute("SELECT count(*) FROM smart_breaker_data").fetchone()[0] == 360
+        # The dashboard's SQL panels run, with Grafana's macros as Grafana expands them.
+        for query in dashboard_queries():
+            expanded = query.replace("$__timeFilter(bucket)", "bucket BETWEEN now() - interval '6 hours' AND now()")
+            expanded = expanded.replace("$device", "'breaker-00000','breaker-00002'")
+            assert conn.execute(expanded).fetchall(), query
+    time.sleep(0.5)
+
+    out = io.BytesIO()
+    since = datetime.fromtimestamp(now, timezone.utc) - timedelta(hours=5)
+    until = datetime.fromtimestamp(now, timezone.utc) + timedelta(hours=1)
+    result = export_to(settings, ExportRequest("smart_breaker_hourly_stats", since, until, fmt="json"), out)
+    buckets = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert result.time_column == "bucket" and result.rows == len(buckets) >= 4 * 3
+    assert sum(b["sample_count"] for b in buckets) == 360
+    assert all(200 < b["avg_voltage_phase_a"] < 250 or 100 < b["avg_voltage_phase_a"] < 130 for b in buckets)
+    time.sleep(0.5)
+
+    result = CliRunner().invoke(cli, ["status", str(CONFIG), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    connector = json.loads(result.stdout)["connectors"][0]
+    assert connector["schema"] == "up to date" and connector["lag"] == 0
