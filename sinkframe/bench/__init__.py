@@ -1,0 +1,13 @@
+"""`sinkframe bench`: how close sinkframe gets to what the database can take, on this machine.
+
+Sections, each in its own module:
+- ceiling: rows built in memory, binary COPY in large transactions (no Kafka, no decoding)
+- endtoend: N messages on the broker, drained by `sinkframe run` as a child process
+- naive: one message at a time, `json`, one INSERT and one commit per message
+- latency: a fixed offered load while the sink runs; committed time minus produce time
+- workers 1 vs 2: the end-to-end run again with two consumers in one group
+The results go to a JSON file and a table (see docs/benchmark.md).
+"""
+from sinkframe.bench.suite import BenchOptions, run_bench
+
+__all__ = ["BenchOptions", "run_bench"]

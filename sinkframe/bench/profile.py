@@ -1,0 +1,79 @@
+"""Read a py-spy raw profile ("frame;frame;... count" per line) into its top entries and pipeline stages.
+
+The profile is recorded with --idle, so the connector thread is sampled whether
+it computes or waits: its samples add up to its wall time. Only that thread is
+summarized (the runner's main thread and the pool's threads mostly sleep).
+Without --native, time in C code (librdkafka, orjson, psycopg's C encoder, libpq)
+is charged to the Python line that called it, which is what the stages rely on:
+a stack ending at the consume() call is librdkafka (fetching, or waiting for
+data), one ending in `Copy.write_row` is row encoding, and so on.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+# Innermost frame first: the first rule that matches any frame (leaf to root) names the stage.
+STAGES = (
+    ("decode (orjson)", ("decode_json_object", "decode.py")),
+    ("map (mapper plugin)", ("plugins/", "sinkframe_plugins/", "sinkframe/mapping/")),
+    ("COPY write_row (encode + send rows)", ("write_row",)),
+    ("COPY end (server finishes the COPY)", ("Copy.__exit__", "Copy.finish", "_end_copy")),
+    ("metadata merge (Python)", ("merge_keyed_rows",)),
+    ("offsets UPDATE", ("advance_offsets", "offsets.py")),
+    ("transaction commit / pool", ("Transaction.__exit__", "commit", "pool.py")),
+    ("other writer work (statements)", ("writer.py",)),
+    ("batch bookkeeping", ("Batch.", "batch.py", "_add ")),
+    ("consume() (librdkafka, fetch + message objects)", ("_poll ", "Consumer.consume", ".consume (")),
+    ("task loop (incl. freeing the written batch)", ("ConnectorTask.run",)),
+)
+CONNECTOR_THREAD = "ConnectorTask.run"
+_LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
+_LOCATION = re.compile(r":\d+\)$")
+
+
+def read_stacks(path: Path) -> Counter:
+    stacks: Counter = Counter()
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _LINE.match(line.strip())
+        if match:
+            stacks[tuple(match["stack"].split(";"))] += int(match["count"])
+    return stacks
+
+
+def stage_of(stack: tuple[str, ...]) -> str:
+    for frame in reversed(stack):
+        for stage, patterns in STAGES:
+            if any(p in frame for p in patterns):
+                return stage
+    return "other"
+
+
+def summarize(path: Path, *, top: int = 15) -> dict:
+    """Shares of the connector thread's samples (its wall time), by stage, line and function."""
+    every = read_stacks(path)
+    stacks = Counter({s: c for s, c in every.items() if any(CONNECTOR_THREAD in f for f in s)})
+    total = sum(stacks.values())
+    if not total:
+        return {"samples": 0}
+    self_time: Counter = Counter()
+    inclusive: Counter = Counter()
+    stages: Counter = Counter()
+    for stack, count in stacks.items():
+        self_time[stack[-1]] += count
+        for function in {_LOCATION.sub(")", frame) for frame in stack}:
+            inclusive[function] += count
+        stages[stage_of(stack)] += count
+
+    def share(counter: Counter, n: int) -> list[list]:
+        return [[name, round(100 * count / total, 1)] for name, count in counter.most_common(n)]
+
+    return {
+        "samples": total,
+        "rate_hz": 100,
+        "scope": "connector thread, wall time (py-spy --idle)",
+        "stages_percent": dict(share(stages, len(STAGES) + 1)),
+        "top_self_percent": share(self_time, top),
+        "top_inclusive_percent": share(inclusive, top),
+    }
