@@ -6,7 +6,9 @@ contain: it drives validation, its defaults and `sinkframe validate`.
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +20,9 @@ from sinkframe.errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
+# Keys whose values are never echoed in a problem (`sasl.password`, `ssl.key.password`...).
+SECRET_KEY_PATTERN = re.compile(r"password|secret|token|credential|sasl\.jaas|private", re.IGNORECASE)
 
 CONNECTOR_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -60,9 +65,20 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
                     "properties": {
                         "table": {"type": ["string", "null"], "pattern": IDENTIFIER_PATTERN,
                                   "default": "sinkframe_dead_letters"},
-                        "topic": {"type": ["string", "null"], "default": None},
+                        "topic": {"type": ["string", "null"], "pattern": TOPIC_PATTERN, "default": None,
+                                  "description": "Kafka topic for dead letters: original key and value, "
+                                                 "the reason in headers (at-least-once)."},
                     },
                 },
+            },
+        },
+        "validation": {
+            "type": "object", "additionalProperties": False,
+            "description": "Optional JSON Schema every message must match (stage validate); "
+                           "give `schema` inline or `schema_file` (JSON or YAML, relative to this file).",
+            "properties": {
+                "schema": {"type": "object"},
+                "schema_file": {"type": "string", "minLength": 1},
             },
         },
         "consumer": {
@@ -92,6 +108,7 @@ class ConnectorConfig:
     group_id: str
     consumer_properties: Mapping[str, str]
     enabled: bool = True
+    message_schema: Mapping[str, Any] | None = None  # validation: the JSON Schema messages must match
     source: YamlDocument | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -111,8 +128,15 @@ def schema_problems(doc: YamlDocument, schema: Mapping[str, Any], data: Any, pre
             for key in sorted(set(error.instance) - set(allowed)):
                 problems.append(doc.problem(parts + (key,), _unknown_key(key, allowed)))
         else:
-            problems.append(doc.problem(parts, error.message))
+            problems.append(doc.problem(parts, _message(error)))
     return problems
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if any(SECRET_KEY_PATTERN.search(str(part)) for part in error.absolute_path):
+        # jsonschema's message quotes the value; a secret must not appear in `validate` output.
+        return f"invalid value (not shown): expected {error.validator} {error.validator_value!r}"
+    return error.message
 
 
 def _unknown_key(key: str, allowed: list[str]) -> str:
@@ -135,6 +159,10 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
     errors = data.get("errors", {})
     dead_letter = errors.get("dead_letter", {})
     consumer = data.get("consumer", {})
+    problems = _error_policy_problems(doc, data)
+    message_schema = _message_schema(doc, data.get("validation"), problems)
+    if problems:
+        raise ConfigError(problems[0], problems)
     return ConnectorConfig(
         name=data["name"],
         topic=data["topic"],
@@ -150,5 +178,52 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
         consumer_properties={k: str(v).lower() if isinstance(v, bool) else str(v)
                              for k, v in consumer.get("properties", {}).items()},
         enabled=data.get("enabled", True),
+        message_schema=message_schema,
         source=doc,
     )
+
+
+def _error_policy_problems(doc: YamlDocument, data: Mapping[str, Any]) -> list[str]:
+    errors = data.get("errors", {})
+    dead_letter = errors.get("dead_letter", {})
+    problems = []
+    if errors.get("tolerance", "none") == "all" and dead_letter.get("table", "sinkframe_dead_letters") is None \
+            and not dead_letter.get("topic"):
+        problems.append(doc.problem(("errors", "dead_letter"), "errors.tolerance is all but no dead-letter "
+                                    "destination is set (table and topic are both null): bad records would be lost"))
+    if dead_letter.get("topic") == data["topic"]:
+        problems.append(doc.problem(("errors", "dead_letter", "topic"), "the dead-letter topic must not be the "
+                                    "topic the connector consumes"))
+    return problems
+
+
+def _message_schema(doc: YamlDocument, validation: Mapping[str, Any] | None, problems: list[str]):
+    """The message JSON Schema of `validation`, checked; None when there is none."""
+    if not validation:
+        return None
+    from sinkframe.pipeline.validation import schema_validator
+
+    if ("schema" in validation) == ("schema_file" in validation):
+        problems.append(doc.problem(("validation",), "give exactly one of `schema` and `schema_file`"))
+        return None
+    key = "schema" if "schema" in validation else "schema_file"
+    schema = validation.get("schema")
+    if schema is None:
+        path = Path(validation["schema_file"])
+        path = path if path.is_absolute() else doc.path.parent / path
+        try:
+            text = path.read_text(encoding="utf-8")
+            schema = json.loads(text) if path.suffix == ".json" else load_yaml(path, {}).data
+        except (OSError, ValueError, ConfigError) as err:
+            problems.append(doc.problem(("validation", key), f"cannot read message schema {path}: {err}"))
+            return None
+        if not isinstance(schema, dict):
+            problems.append(doc.problem(("validation", key), f"{path}: a JSON Schema must be an object"))
+            return None
+    try:
+        schema_validator(schema)
+    except jsonschema.SchemaError as err:
+        where = "".join(f"/{p}" for p in err.absolute_path) or "/"
+        problems.append(doc.problem(("validation", key), f"not a valid JSON Schema at {where}: {err.message}"))
+        return None
+    return schema

@@ -21,6 +21,10 @@ class DeadLetter:
     message: str
     sqlstate: str | None = None
 
+    @property
+    def coordinates(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
 
 @dataclass
 class Batch:
@@ -29,6 +33,9 @@ class Batch:
     # For each row, the offset of the record it came from (same index as `rows`),
     # so that a row the database rejects can be traced back to its record.
     origins: dict[str, list[tuple[int, int]]] = field(init=False)
+    # The consumed messages that produced rows, kept until the batch is written:
+    # a record the database rejects is dead-lettered with its original bytes.
+    sources: list = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     first_offsets: dict[int, int] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)

@@ -123,7 +123,11 @@ class Pipeline:
                 on_tick()
             if idle_exit is not None:
                 total = sum(t.stats.messages for t in self.tasks)
-                if total != last_total or any(t.stats.state != "running" or t._batch for t in self.tasks):
+                # Idle only counts once every connector has joined its group: the first
+                # assignment can take seconds, and nothing arrives before it.
+                waiting = any(t.stats.assignments == 0 or t.stats.state != "running" or t.has_unwritten()
+                              for t in self.tasks)
+                if total != last_total or waiting:
                     last_total, last_change = total, time.monotonic()
                 elif time.monotonic() - last_change >= idle_exit:
                     self.stop()

@@ -27,6 +27,7 @@ class ConnectorStats:
     newest_event_ms: int | None = None
     last_write_at: float | None = None
     assigned: tuple = ()
+    assignments: int = 0  # rebalances that gave this connector partitions (0: not joined yet)
     paused: bool = False
     state: str = "starting"  # starting, running, waiting-for-database, stopping, stopped, failed
     started_at: float = field(default_factory=time.time)

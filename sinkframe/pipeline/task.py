@@ -1,8 +1,18 @@
 """ConnectorTask: one consumer thread per connector.
 
 Its loop is the whole pipeline for one topic:
-poll -> decode -> map -> add to batch -> (batch full or old enough) -> write rows
-and offsets in one transaction -> commit offsets to Kafka for lag tools.
+poll -> decode -> validate -> map -> add to batch -> (batch full or old enough)
+-> write rows, dead letters and offsets in one transaction -> commit offsets to
+Kafka for lag tools.
+
+A record that fails a stage is poison: with `errors.tolerance: all` it becomes a
+dead letter (table and/or topic) and the stream goes on; with `none` the
+connector writes what came before it and stops, naming the record.
+
+While the database is unavailable the task keeps its batch, pauses fetching (so
+memory stays bounded by one batch plus librdkafka's queue) and keeps calling
+`consume()`, which serves rebalance callbacks and keeps this member in the
+group however long the outage lasts.
 
 Only this thread touches the consumer and the batch. Rebalance callbacks run
 inside `consume()`, on this thread, between writes; so a revocation can never
@@ -21,22 +31,33 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from sinkframe.config.connector import ConnectorConfig
 from sinkframe.errors import ConnectorFailed, PartitionFenced, RecordError, RetriableWriteError
 from sinkframe.mapping.base import KafkaRecord, Mapper
-from sinkframe.pipeline.batch import Batch, DeadLetter
+from sinkframe.pipeline.batch import Batch
+from sinkframe.pipeline.deadletter import DeadLetterProducer, dead_letter_for
 from sinkframe.pipeline.decode import decode_json_object
-from sinkframe.pipeline.offsets import load_offsets
 from sinkframe.pipeline.stats import ConnectorStats
-from sinkframe.pipeline.writer import BatchWriter
+from sinkframe.pipeline.validation import MessageValidator
+from sinkframe.pipeline.writer import BatchWriter, WriteOutcome
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 5.0  # the database is retried at least this often while it is down
+
+# librdkafka's prefetch queue, bounded below its defaults (64 MB, 100k messages
+# per partition): with a batch of max_rows messages held in Python, this is the
+# rest of what a backlog can occupy. Both can be overridden (docs/reliability.md).
+MEMORY_DEFAULTS = {
+    "queued.max.messages.kbytes": "16384",
+    "queued.min.messages": "20000",
+    "fetch.max.bytes": "16777216",
+}
 
 
 def consumer_properties(base: Mapping[str, str], connector: ConnectorConfig) -> dict[str, str]:
-    """librdkafka settings: process-wide ones, then the connector's own, then what we require."""
+    """librdkafka settings: defaults, process-wide ones, the connector's own, then what we require."""
     props = {
         "auto.offset.reset": "earliest",  # a new group starts at the beginning, as Connect sinks do
         "client.id": f"sinkframe-{connector.name}",
+        **MEMORY_DEFAULTS,
         **base,
         **connector.consumer_properties,
         "group.id": connector.group_id,
@@ -61,10 +82,17 @@ class ConnectorTask:
         self.thread = threading.Thread(target=self.run, name=f"connector-{connector.name}", daemon=True)
         self._consumer: Consumer | None = None
         self._believed: dict[int, int | None] = {}  # partition -> next offset we know the DB holds
+        # partition -> first offset read since it was assigned: where to go back to if
+        # the database turns out to hold nothing of it (it lost its last commits).
+        self._first_read: dict[int, int] = {}
+        self._skipping: dict[int, int | None] = {}  # partition -> stored offset last warned about
         self._batch = self._new_batch()
         self._batch_dropped = False
         self._max_wait = connector.max_wait_ms / 1000
         self._load_db_offsets = db_offsets or self._query_db_offsets
+        self._validator = MessageValidator(connector.message_schema) if connector.message_schema else None
+        self._dead_letter_topic: DeadLetterProducer | None = None
+        self.skipped_stored = 0  # records read again behind the stored offset, and skipped
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -73,8 +101,15 @@ class ConnectorTask:
     def stop(self) -> None:
         self.stop_event.set()
 
+    def has_unwritten(self) -> bool:
+        """Whether messages were consumed that are not written yet."""
+        return bool(self._batch)
+
     def run(self) -> None:
         try:
+            if self.connector.tolerance == "all" and self.connector.dead_letter_topic:
+                self._dead_letter_topic = DeadLetterProducer(
+                    self.kafka, topic=self.connector.dead_letter_topic, connector=self.connector.name)
             self._consumer = Consumer(self.kafka, logger=logging.getLogger("sinkframe.kafka"))
             self._consumer.subscribe([self.connector.topic], on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -97,6 +132,8 @@ class ConnectorTask:
                     self._consumer.close()
                 except (KafkaException, RuntimeError) as err:
                     log.warning("connector %s: closing the consumer: %s", self.connector.name, err)
+            if self._dead_letter_topic is not None:
+                self._dead_letter_topic.close()
 
     # -- consuming ------------------------------------------------------------------
     def _poll(self) -> None:
@@ -119,11 +156,16 @@ class ConnectorTask:
 
     def _add(self, message) -> None:
         partition, offset = message.partition(), message.offset()
+        if offset < (self._believed.get(partition) or 0):
+            self._skip_stored(message)
+            return
         ts_type, ts = message.timestamp()
         timestamp_ms = ts if ts_type != 0 else None  # 0 = TIMESTAMP_NOT_AVAILABLE
         batch = self._batch
         try:
             value = decode_json_object(message.value())
+            if self._validator is not None:
+                self._validator.validate(value)
             record = KafkaRecord(message.topic(), partition, offset, timestamp_ms, message.key(), value)
             try:
                 mapped = self.mapper.map(record)
@@ -135,9 +177,24 @@ class ConnectorTask:
             for role, values in mapped:
                 rows[role].append(values)
                 origins[role].append((partition, offset))
+            if mapped:
+                batch.sources.append(message)  # for a dead letter, should the database refuse its rows
         except RecordError as err:
             self._poison(message, err)
         batch.note_message(partition, offset, timestamp_ms)
+
+    def _skip_stored(self, message) -> None:
+        """A record the database already holds: the consumer was reset behind the stored offset.
+
+        librdkafka resets an out-of-range position by auto.offset.reset (a topic
+        recreated, a broker that lost data); the stored offset says what is written.
+        """
+        if self._skipping.get(message.partition()) != self._believed.get(message.partition()):
+            self._skipping[message.partition()] = self._believed.get(message.partition())
+            log.warning("connector %s: %s[%d]@%d is before the stored offset %d (the consumer was reset); "
+                        "skipping records the database already holds", self.connector.name, message.topic(),
+                        message.partition(), message.offset(), self._believed.get(message.partition()))
+        self.skipped_stored += 1
 
     def _poison(self, message, err: RecordError) -> None:
         where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
@@ -151,11 +208,8 @@ class ConnectorTask:
                                   f"{err.reason} (errors.tolerance is none)")
         log.warning("connector %s: %s: %s failed, dead-lettered: %s",
                     self.connector.name, where, err.stage, err.reason)
-        ts_type, ts = message.timestamp()
-        self._batch.dead_letters.append(DeadLetter(
-            message.topic(), message.partition(), message.offset(), ts if ts_type != 0 else None,
-            message.key(), message.value(), tuple(message.headers() or ()) or None,
-            err.stage, type(cause).__name__, err.reason, err.sqlstate))
+        self._batch.dead_letters.append(
+            dead_letter_for(message, err.stage, type(cause).__name__, err.reason, err.sqlstate))
 
     # -- writing --------------------------------------------------------------------
     def _flush(self) -> None:
@@ -163,33 +217,59 @@ class ConnectorTask:
         if not batch:
             return
         self._batch_dropped = False
+        for partition, offset in batch.first_offsets.items():
+            self._first_read.setdefault(partition, offset)
         started = time.monotonic()
         attempt = 0
         while True:
             try:
-                self.writer.write(batch, {p: self._believed.get(p) for p in batch.next_offsets})
+                outcome = self.writer.write(
+                    batch, {p: self._believed.get(p) for p in batch.next_offsets},
+                    tolerate=self.connector.tolerance == "all",
+                    before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None)
                 break
             except RetriableWriteError as err:
                 attempt += 1
                 self.stats.write_retries += 1
                 if not self._wait_for_database(err, attempt):
+                    self._resume_if_paused()  # the next batch finds out whether the database is back
                     return  # stopping, or a rebalance took the batch's partitions
             except PartitionFenced as err:
                 self.stats.fenced += 1
                 log.warning("connector %s: %s", self.connector.name, err)
                 self._rewind_to_database()
+                self._resume_if_paused()
                 return
         self._resume_if_paused()
         elapsed = time.monotonic() - started
-        self._believed.update(batch.next_offsets)
-        self._commit_to_kafka(batch.next_offsets)
-        self.stats.record_batch(
-            messages=batch.messages, rows={self.writer.targets[r].table: len(v) for r, v in batch.rows.items() if v},
-            dead_letters=len(batch.dead_letters), seconds=elapsed, newest_ms=batch.newest_timestamp_ms,
-            next_offsets=batch.next_offsets)
-        log.debug("connector %s: wrote %d messages (%d rows) in %.3fs", self.connector.name,
-                  batch.messages, batch.row_count, elapsed)
+        self._believed.update(outcome.next_offsets)
+        self._commit_to_kafka(outcome.next_offsets)
+        self._record(batch, outcome, elapsed)
         self._batch = self._new_batch()
+        if outcome.stopped_at:
+            raise ConnectorFailed("; ".join(
+                f"connector {self.connector.name}: {d.coordinates}: write failed: {d.message}"
+                f"{f' (SQLSTATE {d.sqlstate})' if d.sqlstate else ''}" for d in outcome.stopped_at)
+                + " (errors.tolerance is none; nothing from that record on was committed)")
+
+    def _record(self, batch: Batch, outcome: WriteOutcome, elapsed: float) -> None:
+        for letter in outcome.rejected + outcome.stopped_at:
+            self.stats.errors_by_stage[("write", letter.error_class)] += 1
+        refused = {(d.partition, d.offset) for d in outcome.rejected}
+        cut = {d.partition: d.offset for d in outcome.stopped_at}
+        rows = {}
+        for role, origins in batch.origins.items():
+            if refused or cut:
+                kept = sum(1 for o in origins if o not in refused and o[1] < cut.get(o[0], o[1] + 1))
+            else:
+                kept = len(origins)
+            if kept:
+                rows[self.writer.targets[role].table] = kept
+        self.stats.record_batch(
+            messages=batch.messages, rows=rows, dead_letters=len(batch.dead_letters) + len(outcome.rejected),
+            seconds=elapsed, newest_ms=batch.newest_timestamp_ms, next_offsets=outcome.next_offsets)
+        log.debug("connector %s: wrote %d messages (%d rows, %d dead letters) in %.3fs", self.connector.name,
+                  batch.messages, sum(rows.values()), len(batch.dead_letters) + len(outcome.rejected), elapsed)
 
     def _wait_for_database(self, err: RetriableWriteError, attempt: int) -> bool:
         """Back off while the database is unavailable; keep the consumer alive but paused.
@@ -210,10 +290,23 @@ class ConnectorTask:
                             "not written will be read again on the next start",
                             self.connector.name, self._batch.messages)
                 return False
-            self._consumer.consume(num_messages=1, timeout=0.1)  # serves rebalance callbacks only
+            # Serves rebalance callbacks and counts as a poll for max.poll.interval.ms.
+            self._unread(self._consumer.consume(num_messages=100, timeout=0.1))
             if self._batch_dropped:
                 return False
         return True
+
+    def _unread(self, messages) -> None:
+        """Give back messages delivered while paused (none are expected): pause and seek to them."""
+        first: dict[int, int] = {}
+        for message in messages:
+            if message.error() is None:
+                first.setdefault(message.partition(), message.offset())
+        if first:
+            tps = [TopicPartition(self.connector.topic, p, o) for p, o in first.items()]
+            self._consumer.pause(tps)
+            for tp in tps:
+                self._consumer.seek(tp)
 
     def _resume_if_paused(self) -> None:
         if self.stats.paused:
@@ -233,8 +326,7 @@ class ConnectorTask:
 
     # -- positions ------------------------------------------------------------------
     def _query_db_offsets(self) -> dict[int, int]:
-        with self.writer.pool.connection() as conn:
-            return load_offsets(conn, self.connector.group_id, self.connector.topic)
+        return self.writer.stored_offsets()
 
     def _stored_offsets_retrying(self) -> dict[int, int]:
         attempt = 0
@@ -258,7 +350,11 @@ class ConnectorTask:
             # No stored offset: fall back to Kafka's committed offset, then auto.offset.reset.
             tp.offset = stored.get(tp.partition, OFFSET_INVALID)
             self._believed[tp.partition] = stored.get(tp.partition)
+            self._first_read.pop(tp.partition, None)
         consumer.assign(partitions)
+        self.stats.assignments += 1
+        if self.stats.paused:  # still waiting for the database: fetch nothing new meanwhile
+            consumer.pause(partitions)
         self.stats.assigned = tuple(sorted(tp.partition for tp in consumer.assignment()))
         self.stats.committed_offsets.update({p: o for p, o in stored.items()
                                              if p in {tp.partition for tp in partitions}})
@@ -277,6 +373,7 @@ class ConnectorTask:
             self._rewind({p: o for p, o in self._batch.first_offsets.items() if p not in revoked})
         for p in revoked:
             self._believed.pop(p, None)
+            self._first_read.pop(p, None)
         self.stats.assigned = tuple(p for p in self.stats.assigned if p not in revoked)
 
     def _rewind(self, first_offsets: Mapping[int, int]) -> None:
@@ -287,7 +384,11 @@ class ConnectorTask:
         self._batch_dropped = True
 
     def _rewind_to_database(self) -> None:
+        """Go back to what the database holds (after a fence, or a database that lost commits)."""
         stored = self._stored_offsets_retrying()
         assigned = {tp.partition for tp in self._consumer.assignment()}
         self._believed = {p: stored.get(p) for p in assigned}
-        self._rewind({p: o for p, o in stored.items() if p in assigned})
+        # A partition the database holds nothing of is re-read from where this
+        # consumer started on it: its rows, if any were written, were lost with it.
+        positions = {p: stored.get(p, self._first_read.get(p)) for p in assigned}
+        self._rewind({p: o for p, o in positions.items() if o is not None})

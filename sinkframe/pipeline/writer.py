@@ -1,5 +1,12 @@
 """BatchWriter: one database transaction per batch, holding rows, dead letters and offsets.
 
+A row the database rejects as data (SQLSTATE class 22 or 23: NUL byte, value
+out of range, constraint violation) does not cost the batch its good rows: the
+writer splits the batch by record inside the same transaction, each part under
+a savepoint, until the bad records are isolated; the rest is written, the bad
+ones become dead letters (stage `write`), and rows, dead letters and offsets
+still commit together.
+
 Plain targets are written with binary COPY (or, for servers and proxies without
 COPY, one `INSERT ... SELECT FROM unnest(...)` per table: one statement, one
 parameter per column, so no bind-parameter limit). Keyed targets
@@ -10,51 +17,48 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from typing import Mapping
+from bisect import bisect_left
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Sequence
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from sinkframe.errors import PartitionFenced, RecordError, RetriableWriteError, WriteError
+from sinkframe.errors import RecordError, RetriableWriteError, SinkframeError, WriteError
 from sinkframe.mapping.base import Target
 from sinkframe.pipeline import dberrors
 from sinkframe.pipeline.batch import Batch, DeadLetter
-from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets
+from sinkframe.pipeline.deadletter import create_dead_letter_table, dead_letter_for, insert_dead_letters
+from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
 
 log = logging.getLogger(__name__)
 
 # Plugin-declared PostgreSQL types end up in SQL text (casts, COPY types), so
 # only plain type names are accepted: `double precision`, `varchar(20)`, `text[]`.
 _PG_TYPE = re.compile(r"^[a-z][a-z0-9_ ]*(\(\d+(,\s*\d+)?\))?(\[\])?$")
+# How the server names the failing row of a COPY, in an error's CONTEXT.
+_COPY_LINE = re.compile(r"^COPY .*?, line (\d+)", re.MULTILINE)
 
-DEAD_LETTER_COLUMNS = (
-    "connector", "topic", "partition", "kafka_offset", "kafka_timestamp", "key", "value", "headers",
-    "stage", "error_class", "error_message", "sqlstate",
-)
+# How long a write waits for a pooled connection before giving up (and retrying
+# with backoff). Short, so that the consumer thread gets back to polling Kafka
+# while the database is down and the group does not expel it.
+POOL_WAIT_SECONDS = 5.0
+POOL_WAIT_RECONNECTING_SECONDS = 1.0
+# Records per range when isolating refused rows (see _Isolation).
+ISOLATION_CHUNK = 256
 
 
-def create_dead_letter_table(table: str) -> sql.Composed:
-    return sql.SQL("""
-CREATE TABLE IF NOT EXISTS {table} (
-    id bigserial PRIMARY KEY,
-    connector text NOT NULL,
-    topic text NOT NULL,
-    partition integer NOT NULL,
-    kafka_offset bigint NOT NULL,
-    kafka_timestamp timestamptz,
-    key bytea,
-    value bytea,
-    headers jsonb,
-    stage text NOT NULL,
-    error_class text NOT NULL,
-    error_message text NOT NULL,
-    sqlstate text,
-    failed_at timestamptz NOT NULL DEFAULT now()
-)""").format(table=sql.Identifier(table))
+@dataclass
+class WriteOutcome:
+    """What one write committed."""
 
+    next_offsets: dict[int, int]  # partition -> next offset now stored in the database
+    rejected: list[DeadLetter] = field(default_factory=list)  # refused by the database, dead-lettered
+    # errors.tolerance none: the first refused record of each partition; nothing
+    # from it on was committed in that partition.
+    stopped_at: list[DeadLetter] = field(default_factory=list)
 
 @dataclass(frozen=True)
 class ResolvedTarget:
@@ -82,6 +86,7 @@ class BatchWriter:
         self.targets = dict(targets)
         self.method = method
         self.dead_letter_table = dead_letter_table
+        self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
 
     # -- statements, composed once --------------------------------------------------
@@ -120,6 +125,42 @@ class BatchWriter:
         return sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
             sql.SQL(", ").join(map(sql.Identifier, up.key)), sql.SQL(", ").join(assignments))
 
+    # -- connections ----------------------------------------------------------------
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection or, after a failure, one of its own if the pool has none.
+
+        After an outage the pool reconnects with a doubling backoff (its next
+        attempt can be minutes away after a long outage); a connection made here
+        lets the sink resume as soon as the database answers again.
+        """
+        try:
+            wait = POOL_WAIT_RECONNECTING_SECONDS if self._reconnecting else POOL_WAIT_SECONDS
+            conn, pooled = self.pool.getconn(timeout=wait), True
+        except PoolTimeout:
+            if not self._reconnecting:
+                raise
+            conn, pooled = psycopg.connect(self.pool.conninfo, **self.pool.kwargs), False
+        try:
+            with conn:  # commits or rolls back what is left open, as the pool's own does
+                yield conn
+        finally:
+            if pooled:
+                self.pool.putconn(conn)
+            else:
+                conn.close()
+
+    def stored_offsets(self) -> dict[int, int]:
+        """The next offset of each partition stored for this connector's group and topic."""
+        try:
+            with self.connection() as conn:
+                offsets = load_offsets(conn, self.group_id, self.topic)
+        except Exception:
+            self._reconnecting = True
+            raise
+        self._reconnecting = False
+        return offsets
+
     # -- setup ----------------------------------------------------------------------
     def ensure_framework_tables(self) -> None:
         with self.pool.connection() as conn:
@@ -128,56 +169,79 @@ class BatchWriter:
                 conn.execute(create_dead_letter_table(self.dead_letter_table))
 
     # -- the write ------------------------------------------------------------------
-    def write(self, batch: Batch, believed: Mapping[int, int | None]) -> None:
+    def write(self, batch: Batch, believed: Mapping[int, int | None], *, tolerate: bool = True,
+              before_commit: Callable[[list[DeadLetter]], None] | None = None) -> WriteOutcome:
         """Write the batch and advance its offsets atomically, or raise.
+
+        Records the database refuses as data are dead-lettered (`tolerate`), or
+        (not `tolerate`) each partition is committed only up to its first refused
+        record and the outcome's `stopped_at` names them.
+        `before_commit(dead_letters)` runs inside the transaction, after
+        everything is written, when there are dead letters (the dead-letter topic).
 
         RetriableWriteError: nothing was written, try again later.
         PartitionFenced: another consumer owns a partition now; nothing was written.
-        RecordError(stage="write"): the database rejected the rows (poison); nothing written.
         WriteError: anything else (a configuration problem), nothing written.
         """
         try:
-            with self.pool.connection() as conn:
+            with self.connection() as conn:
                 with conn.transaction(), conn.cursor() as cur:
-                    self._write_rows(cur, batch)
-                    self._write_dead_letters(cur, batch.dead_letters)
-                    advance_offsets(cur, self.group_id, self.topic, believed, batch.next_offsets)
-        except PartitionFenced:
+                    outcome = self._write_records(conn, cur, batch, tolerate)
+                    dead = [*batch.dead_letters, *outcome.rejected]
+                    if dead and self.dead_letter_table:
+                        insert_dead_letters(cur, self.dead_letter_table, self.connector, dead)
+                    advance_offsets(cur, self.group_id, self.topic, believed, outcome.next_offsets)
+                    if dead and before_commit is not None:
+                        before_commit(dead)
+        except SinkframeError:  # PartitionFenced, or the dead-letter topic asking for a retry
             raise
         except Exception as err:  # classify by SQLSTATE, keep the driver error as cause
-            raise self._classify(err) from err
+            classified = self._classify(err)
+            self._reconnecting = isinstance(classified, RetriableWriteError)
+            raise classified from err
+        self._reconnecting = False
+        return outcome
 
-    def _write_rows(self, cur, batch: Batch) -> None:
-        for role, rows in batch.rows.items():
-            if not rows:
-                continue
-            resolved = self.targets[role]
-            statement = self._statements[role]
-            if resolved.target.upsert is not None:
-                for part in merge_keyed_rows(resolved.target, rows):
-                    if part:
-                        cur.execute(statement, [list(col) for col in zip(*part)])
-            elif self.method == "copy":
-                with cur.copy(statement) as copy:
-                    copy.set_types([c.pg_type for c in resolved.target.columns])
-                    for row in rows:
-                        copy.write_row(row)
-            else:
-                cur.execute(statement, [list(col) for col in zip(*rows)])
+    def _write_records(self, conn, cur, batch: Batch, tolerate: bool) -> WriteOutcome:
+        try:
+            with conn.transaction():  # a savepoint: a poison row rolls back only this
+                self._write_rows(cur, batch.rows)
+            return WriteOutcome(dict(batch.next_offsets))
+        except psycopg.Error as err:
+            if not dberrors.is_poison(err):
+                raise
+            log.info("connector %s: the database refused a batch of %d messages (%s); isolating the bad "
+                     "records", self.connector, batch.messages, _describe(err))
+        return _Isolation(self, conn, cur, batch).run(tolerate)
 
-    def _write_dead_letters(self, cur, dead_letters: list[DeadLetter]) -> None:
-        if not dead_letters or not self.dead_letter_table:
-            return
-        cur.executemany(
-            sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-                sql.Identifier(self.dead_letter_table),
-                sql.SQL(", ").join(map(sql.Identifier, DEAD_LETTER_COLUMNS)),
-                sql.SQL(", ").join(sql.Placeholder() * len(DEAD_LETTER_COLUMNS))),
-            [dead_letter_params(self.connector, d) for d in dead_letters])
+    def _write_rows(self, cur, rows_by_role: Mapping[str, list[tuple]]) -> None:
+        for role, rows in rows_by_role.items():
+            if rows:
+                self._write_role(cur, role, rows)
+
+    def _write_role(self, cur, role: str, rows: list[tuple]) -> None:
+        resolved = self.targets[role]
+        statement = self._statements[role]
+        if resolved.target.upsert is not None:
+            # Older rows first (gap fillers), then each key's newest: see merge_keyed_rows.
+            for part in merge_keyed_rows(resolved.target, rows):
+                if part:
+                    cur.execute(statement, [list(col) for col in zip(*part)])
+        elif self.method == "copy":
+            with cur.copy(statement) as copy:
+                copy.set_types([c.pg_type for c in resolved.target.columns])
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cur.execute(statement, [list(col) for col in zip(*rows)])
+
+    def _copies(self, role: str) -> bool:
+        """Whether `role` is written with COPY, whose errors name the failing row."""
+        return self.targets[role].target.upsert is None and self.method == "copy"
 
     def _classify(self, err: Exception) -> Exception:
         state = dberrors.sqlstate_of(err)
-        detail = f"{type(err).__name__}: {str(err).strip()}"
+        detail = _describe(err)
         if dberrors.is_retriable(err):
             return RetriableWriteError(f"connector {self.connector}: writing a batch failed, will retry: {detail}")
         if dberrors.is_poison(err):
@@ -186,18 +250,122 @@ class BatchWriter:
                           f"(SQLSTATE {state}): {detail}")
 
 
-def dead_letter_params(connector: str, d: DeadLetter) -> tuple:
-    from datetime import datetime, timezone
+class _Isolation:
+    """Find the records of a batch the database refuses, and write the others.
 
-    ts = datetime.fromtimestamp(d.timestamp_ms / 1000, timezone.utc) if d.timestamp_ms is not None else None
-    headers = None
-    if d.headers:
-        headers = Jsonb([[k, v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v]
-                         for k, v in d.headers])
-    # Text columns cannot hold NUL bytes; the raw value is kept intact in `value`.
-    message = d.message.replace("\x00", "\\x00")
-    return (connector, d.topic, d.partition, d.offset, ts, d.key, d.value, headers,
-            d.stage, d.error_class, message, d.sqlstate)
+    Records are ordered by (partition, offset) and written in ranges, each under
+    its own savepoint. When a range fails with a data error, the failing record
+    is known if the statement was a COPY (the server names the row); it is set
+    aside and the rows before and after it are written as two ranges. Otherwise
+    (INSERT, upsert) the range is split in two until single bad records remain.
+    Ranges start as chunks of ISOLATION_CHUNK records: k bad records among n take
+    about n/ISOLATION_CHUNK + 2k attempts with COPY, a few more without.
+    """
+
+    def __init__(self, writer: BatchWriter, conn, cur, batch: Batch):
+        self.writer, self.conn, self.cur, self.batch = writer, conn, cur, batch
+        self.records = sorted({o for origins in batch.origins.values() for o in origins})
+        rank = {record: i for i, record in enumerate(self.records)}
+        # Per role, rows sorted by record rank (stable), so a range of records is a slice.
+        self.ranks: dict[str, list[int]] = {}
+        self.rows: dict[str, list[tuple]] = {}
+        for role, rows in batch.rows.items():
+            ranked = sorted(zip((rank[o] for o in batch.origins[role]), range(len(rows))))
+            self.ranks[role] = [r for r, _ in ranked]
+            self.rows[role] = [rows[i] for _, i in ranked]
+        self.refused: dict[int, psycopg.Error] = {}
+
+    def run(self, tolerate: bool) -> WriteOutcome:
+        with self.conn.transaction() as attempt:
+            # In chunks, so that a failing COPY re-sends at most a chunk, not the batch.
+            n = len(self.records)
+            ranges = [(lo, min(lo + ISOLATION_CHUNK, n)) for lo in range(0, n, ISOLATION_CHUNK)][::-1]
+            while ranges:  # depth first, earlier records first: of two conflicting rows the later loses
+                lo, hi = ranges.pop()
+                if lo < hi:
+                    ranges.extend(self._write_range(lo, hi))
+            if not tolerate and self.refused:
+                raise psycopg.Rollback(attempt)  # keep nothing; write the good prefix below
+        rejected = [self._dead_letter(i) for i in sorted(self.refused)]
+        for letter in rejected:
+            log.warning("connector %s: %s: write failed, %s: %s", self.writer.connector, letter.coordinates,
+                        "dead-lettered" if tolerate else "stopping", letter.message)
+        if tolerate:
+            return WriteOutcome(dict(self.batch.next_offsets), rejected)
+        return self._prefix_only(rejected)
+
+    def _write_range(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Write records [lo, hi); return the ranges still to write (right one first)."""
+        role, start = None, 0
+        try:
+            with self.conn.transaction():
+                for role, ranks in self.ranks.items():
+                    start, end = bisect_left(ranks, lo), bisect_left(ranks, hi)
+                    if start < end:
+                        self.writer._write_role(self.cur, role, self.rows[role][start:end])
+            return []
+        except psycopg.Error as err:
+            if not dberrors.is_poison(err):
+                raise
+            bad = lo if hi - lo == 1 else self._named_record(err, role, start)
+            if bad is None:
+                mid = (lo + hi) // 2
+                return [(mid, hi), (lo, mid)]
+            self.refused[bad] = err
+            return [(bad + 1, hi), (lo, bad)]
+
+    def _named_record(self, err: psycopg.Error, role: str, start: int) -> int | None:
+        """The record of the row a COPY error names (`COPY t, line 7`), if it names one."""
+        context = getattr(err.diag, "context", None) or ""
+        found = _COPY_LINE.search(context)
+        if not found or not self.writer._copies(role):
+            return None
+        index = start + int(found.group(1)) - 1
+        return self.ranks[role][index] if 0 <= index < len(self.ranks[role]) else None
+
+    def _prefix_only(self, rejected: Sequence[DeadLetter]) -> WriteOutcome:
+        """errors.tolerance none: commit each partition only up to its first refused record."""
+        cut: dict[int, int] = {}
+        for letter in rejected:
+            cut.setdefault(letter.partition, letter.offset)  # sorted: the first is the lowest
+        records = self.records
+        for role, ranks in self.ranks.items():
+            kept = [row for row, r in zip(self.rows[role], ranks)
+                    if records[r][1] < cut.get(records[r][0], records[r][1] + 1)]
+            if kept:
+                self.writer._write_role(self.cur, role, kept)
+        next_offsets = dict(self.batch.next_offsets)
+        for partition, offset in cut.items():
+            if offset > self.batch.first_offsets[partition]:
+                next_offsets[partition] = offset
+            else:
+                del next_offsets[partition]  # nothing of it to commit
+        first = {p: next(d for d in rejected if d.partition == p) for p in cut}
+        return WriteOutcome(next_offsets, stopped_at=[first[p] for p in sorted(first)])
+
+    def _dead_letter(self, index: int) -> DeadLetter:
+        partition, offset = self.records[index]
+        err = self.refused[index]
+        message = self._source(partition, offset)
+        if message is None:  # a batch built without its messages (tests, tools)
+            return DeadLetter(self.writer.topic, partition, offset, None, None, None, None, "write",
+                              type(err).__name__, _describe(err), dberrors.sqlstate_of(err))
+        return dead_letter_for(message, "write", type(err).__name__, _describe(err), dberrors.sqlstate_of(err))
+
+    def _source(self, partition: int, offset: int):
+        if not hasattr(self, "_sources"):
+            self._sources = {(m.partition(), m.offset()): m for m in self.batch.sources}
+        return self._sources.get((partition, offset))
+
+
+def _describe(err: BaseException) -> str:
+    """`ClassName: message; detail` (the server's CONTEXT, which names a line of a sub-batch, is left out)."""
+    diag = getattr(err, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    if not primary:
+        return f"{type(err).__name__}: {' '.join(str(err).split())}"
+    detail = f"; {diag.message_detail}" if diag.message_detail else ""
+    return f"{type(err).__name__}: {primary}{detail}"
 
 
 def merge_keyed_rows(target: Target, rows: list[tuple]) -> tuple[list[tuple], list[tuple]]:

@@ -1,0 +1,176 @@
+"""A row the database refuses costs neither the batch's good rows nor exactly-once.
+
+The writer isolates refused records inside the batch's one transaction; these
+tests check, against a real PostgreSQL, what lands, what is dead-lettered (with
+its SQLSTATE) and which offsets are stored.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from confluent_kafka import Message
+from psycopg_pool import ConnectionPool
+
+from sinkframe.mapping.base import KafkaRecord
+from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.pipeline.batch import Batch
+from sinkframe.pipeline.offsets import load_offsets
+from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
+
+from reliability_helpers import create_tables, dead_letters, query
+
+TOPIC = "poison.test"
+GROUP = "sinkframe-poison"
+
+
+@pytest.fixture
+def pool(pg_dsn):
+    create_tables(pg_dsn)
+    with ConnectionPool(pg_dsn, min_size=1, max_size=2, open=True) as pool:
+        yield pool
+
+
+def make_writer(pool, plugin: str = "raw", method: str = "copy") -> tuple[BatchWriter, object]:
+    mapper = PluginRegistry().get(plugin)({})
+    targets = {role: ResolvedTarget(role, t.default_table, t) for role, t in mapper.targets.items()}
+    writer = BatchWriter(pool, connector="poison", group_id=GROUP, topic=TOPIC, targets=targets,
+                         method=method, dead_letter_table="sinkframe_dead_letters")
+    writer.ensure_framework_tables()
+    return writer, mapper
+
+
+def batch_of(writer: BatchWriter, mapper, messages: list[tuple[int, int, dict]]) -> Batch:
+    """A batch as the consumer task builds it, from (partition, offset, message) triples."""
+    batch = Batch(tuple(writer.targets))
+    for partition, offset, value in messages:
+        raw = json.dumps(value).encode()
+        message = Message(topic=TOPIC, partition=partition, offset=offset, key=b"k%d" % offset, value=raw,
+                          timestamp=(1, 1_700_000_000_000 + offset))
+        record = KafkaRecord(TOPIC, partition, offset, 1_700_000_000_000 + offset, message.key(), value)
+        rows = mapper.map(record)
+        for role, row in rows:
+            batch.rows[role].append(row)
+            batch.origins[role].append((partition, offset))
+        batch.sources.append(message)
+        batch.note_message(partition, offset, 1_700_000_000_000 + offset)
+    return batch
+
+
+def raw_message(i: int, payload=None) -> dict:
+    return {"device_id": f"dev-{i}", "timestamp": 1_700_000_000 + i, "payload": payload or {"i": i}}
+
+
+@pytest.mark.parametrize("method", ["copy", "insert"])
+def test_refused_rows_are_dead_lettered_and_the_rest_commits_in_one_transaction(pool, pg_dsn, method):
+    writer, mapper = make_writer(pool, method=method)
+    bad = {(0, 3), (0, 17), (1, 8), (1, 9)}  # adjacent bad records too
+    messages = [(p, o, raw_message(p * 100 + o, {"note": "nul \u0000 here"} if (p, o) in bad else None))
+                for p in (0, 1) for o in range(20)]
+    batch = batch_of(writer, mapper, messages)
+
+    outcome = writer.write(batch, {0: None, 1: None})
+
+    assert {(d.partition, d.offset) for d in outcome.rejected} == bad
+    assert outcome.next_offsets == {0: 20, 1: 20}
+    stored = query(pg_dsn, "SELECT source_partition, source_offset FROM iot_raw_data")
+    assert sorted(stored) == sorted((p, o) for p, o, _ in messages if (p, o) not in bad)
+    letters = dead_letters(pg_dsn)
+    assert [(r[1], r[2]) for r in letters] == sorted(bad)
+    for topic, partition, offset, stage, error_class, error_message, sqlstate, key, value in letters:
+        assert (topic, stage, error_class, sqlstate) == (TOPIC, "write", "UntranslatableCharacter", "22P05")
+        assert "unsupported Unicode escape sequence" in error_message
+        assert key == b"k%d" % offset
+        assert json.loads(value)["payload"] == {"note": "nul \u0000 here"}  # the original bytes, intact
+    with pool.connection() as conn:
+        assert load_offsets(conn, GROUP, TOPIC) == {0: 20, 1: 20}
+
+
+def test_constraint_violations_and_out_of_range_values_are_isolated(pg_dsn):
+    # A deployment's table may be stricter than the mapper: a CHECK constraint and a
+    # smallint column. Rows breaking them are refused by the database (23514, 22003).
+    from reliability_helpers import TABLES
+
+    strict = TABLES["smart_breaker_data"].replace("temperature double precision",
+                                                  "temperature double precision CHECK (temperature < 200)")
+    strict = strict.replace("trip_count integer", "trip_count smallint")
+    create_tables(pg_dsn, {"smart_breaker_data": strict})
+    with ConnectionPool(pg_dsn, min_size=1, max_size=1) as pool:
+        writer, mapper = make_writer(pool, plugin="smart_breaker", method="insert")
+        values = {2: {"temperature": 999.0}, 5: {"trip_count": 40_000}, 6: {"temperature": 1e300}}
+        messages = [(0, o, {"device_id": f"breaker-{o}", "timestamp": 1_700_000_000 + o,
+                            "measurements": {"temperature": 20.0, "trip_count": 1, **values.get(o, {})},
+                            "metadata": {"model": f"m{o}"}}) for o in range(8)]
+        outcome = writer.write(batch_of(writer, mapper, messages), {0: None})
+
+    refused = {d.offset: (d.sqlstate, d.error_class) for d in outcome.rejected}
+    assert refused == {2: ("23514", "CheckViolation"), 5: ("22003", "NumericValueOutOfRange"),
+                       6: ("23514", "CheckViolation")}
+    assert sorted(r[0] for r in query(pg_dsn, "SELECT source_offset FROM smart_breaker_data")) == [0, 1, 3, 4, 7]
+    # A refused record's rows in *every* table are left out: its metadata upsert too.
+    assert sorted(r[0] for r in query(pg_dsn, "SELECT device_id FROM device_metadata")) == \
+        [f"breaker-{o}" for o in (0, 1, 3, 4, 7)]
+
+
+def test_tolerance_none_commits_each_partition_up_to_its_first_refused_record(pool, pg_dsn):
+    writer, mapper = make_writer(pool)
+    bad = {(0, 4), (0, 7), (2, 0)}
+    messages = [(p, o, raw_message(o, {"s": "\u0000"} if (p, o) in bad else None))
+                for p in (0, 1, 2) for o in range(10)]
+    writer.dead_letter_table = None  # as the runner configures a connector with errors.tolerance none
+
+    outcome = writer.write(batch_of(writer, mapper, messages), {0: None, 1: None, 2: None}, tolerate=False)
+
+    assert [(d.partition, d.offset, d.sqlstate) for d in outcome.stopped_at] == [(0, 4, "22P05"), (2, 0, "22P05")]
+    assert outcome.rejected == []
+    assert outcome.next_offsets == {0: 4, 1: 10}  # partition 2 made no progress at all
+    stored = sorted(query(pg_dsn, "SELECT source_partition, source_offset FROM iot_raw_data"))
+    assert stored == [(0, o) for o in range(4)] + [(1, o) for o in range(10)]
+    with pool.connection() as conn:
+        assert load_offsets(conn, GROUP, TOPIC) == {0: 4, 1: 10}
+    assert query(pg_dsn, "SELECT to_regclass('sinkframe_dead_letters') IS NOT NULL") == [(True,)]
+    assert dead_letters(pg_dsn) == []
+
+
+def test_a_duplicate_key_within_one_batch_refuses_only_the_later_record(pg_dsn):
+    # A unique index the mapper does not know about: the second record with the same
+    # (device_id, time) is refused (23505), the first one lands.
+    create_tables(pg_dsn)
+    query_unique = "CREATE UNIQUE INDEX ON iot_raw_data (device_id, time)"
+    with ConnectionPool(pg_dsn, min_size=1, max_size=1) as pool:
+        with pool.connection() as conn:
+            conn.execute(query_unique)
+        writer, mapper = make_writer(pool)
+        messages = [(0, o, {"device_id": "same", "timestamp": 1_700_000_000 + (o if o != 6 else 2)})
+                    for o in range(10)]
+        outcome = writer.write(batch_of(writer, mapper, messages), {0: None})
+    assert [(d.offset, d.sqlstate) for d in outcome.rejected] == [(6, "23505")]
+    assert sorted(r[0] for r in query(pg_dsn, "SELECT source_offset FROM iot_raw_data")) == \
+        [0, 1, 2, 3, 4, 5, 7, 8, 9]
+
+
+def test_a_batch_with_every_record_refused_commits_only_dead_letters_and_offsets(pool, pg_dsn):
+    writer, mapper = make_writer(pool)
+    messages = [(0, o, raw_message(o, {"s": "\u0000"})) for o in range(5)]
+    outcome = writer.write(batch_of(writer, mapper, messages), {0: None})
+    assert len(outcome.rejected) == 5
+    assert query(pg_dsn, "SELECT count(*) FROM iot_raw_data") == [(0,)]
+    assert len(dead_letters(pg_dsn)) == 5
+    with pool.connection() as conn:
+        assert load_offsets(conn, GROUP, TOPIC) == {0: 5}
+
+
+@pytest.mark.parametrize("method", ["copy", "insert"])
+def test_many_refused_records_spread_over_several_isolation_chunks(pool, pg_dsn, method):
+    import time
+
+    writer, mapper = make_writer(pool, method=method)
+    bad = {(p, o) for p in (0, 1) for o in range(1000) if o % 7 == 3}
+    messages = [(p, o, raw_message(o, {"s": "\u0000"} if (p, o) in bad else None)) for p in (0, 1) for o in range(1000)]
+    started = time.monotonic()
+    outcome = writer.write(batch_of(writer, mapper, messages), {0: None, 1: None})
+    assert time.monotonic() - started < 15
+    assert {(d.partition, d.offset) for d in outcome.rejected} == bad
+    stored = query(pg_dsn, "SELECT source_partition, source_offset FROM iot_raw_data")
+    assert len(stored) == len(set(stored)) == 2000 - len(bad)
+    assert set(stored).isdisjoint(bad)
