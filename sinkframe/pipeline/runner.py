@@ -1,6 +1,7 @@
 """Runner: connector files -> mappers, writers and tasks in one process, until stopped."""
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -184,6 +185,20 @@ def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set
         log.info("schema: skipped on plain PostgreSQL: %s", skipped)
 
 
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections for a process that allocates a batch and frees it whole.
+
+    A batch is tens of thousands of row tuples that live until it is written, so
+    CPython's default (a young collection every 700 allocations, promoting rows
+    into older generations that then get re-scanned) spends its time on objects
+    that are all about to be freed together. Objects from start-up are frozen out
+    of collection entirely.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def install_signal_handlers(pipeline: Pipeline) -> None:
     def handle(signum, _frame):
         log.info("received %s: finishing the batches in flight, then exiting", signal.Signals(signum).name)
@@ -205,6 +220,7 @@ def run_connectors(paths: Sequence[Path], settings: Settings, *, plugins_dirs: S
     try:
         pipeline.build()
         pipeline.provision()
+        tune_garbage_collector()
         if threading.current_thread() is threading.main_thread():
             install_signal_handlers(pipeline)
         pipeline.start()

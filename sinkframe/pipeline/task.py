@@ -42,13 +42,21 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 5.0  # the database is retried at least this often while it is down
 
-# librdkafka's prefetch queue, bounded below its defaults (64 MB, 100k messages
-# per partition): with a batch of max_rows messages held in Python, this is the
-# rest of what a backlog can occupy. Both can be overridden (docs/reliability.md).
-MEMORY_DEFAULTS = {
+# librdkafka defaults for a sink (each can be overridden; docs/reliability.md):
+# - the prefetch queue bounded below librdkafka's (64 MB, 100k messages per
+#   partition): with a batch of max_rows messages held in Python, this is the rest
+#   of what a backlog can occupy;
+# - fetch.queue.backoff.ms: once a fetch overshoots that bound librdkafka waits
+#   this long before fetching again; its default (1000 ms) left the sink idle for
+#   two thirds of the time in the benchmark (docs/benchmark.md);
+# - fetch.wait.max.ms: how long the broker may hold a fetch waiting for data,
+#   which a message can wait on under light load (latency).
+CONSUMER_DEFAULTS = {
     "queued.max.messages.kbytes": "16384",
     "queued.min.messages": "20000",
     "fetch.max.bytes": "16777216",
+    "fetch.queue.backoff.ms": "20",
+    "fetch.wait.max.ms": "100",
 }
 
 
@@ -57,7 +65,7 @@ def consumer_properties(base: Mapping[str, str], connector: ConnectorConfig) -> 
     props = {
         "auto.offset.reset": "earliest",  # a new group starts at the beginning, as Connect sinks do
         "client.id": f"sinkframe-{connector.name}",
-        **MEMORY_DEFAULTS,
+        **CONSUMER_DEFAULTS,
         **base,
         **connector.consumer_properties,
         "group.id": connector.group_id,
