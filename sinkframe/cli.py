@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from sinkframe import __version__
-from sinkframe.errors import ConfigError, SinkframeError
+from sinkframe.clierrors import exit_on_error
 from sinkframe.logs import configure_logging
 from sinkframe.settings import Settings
 
@@ -73,7 +73,7 @@ def run(files, plugins_dirs, brokers, database_url, schema_dirs, no_schema, plai
         finally:
             monitor.close()
 
-    _exit_on_error(run_with_monitor)
+    exit_on_error(run_with_monitor)
 
 
 def _worker_args(metrics_port: int | None) -> list[str]:
@@ -147,18 +147,6 @@ def plugins(plugins_dirs, verbose):
             click.echo("    " + "\n    ".join(info.mapper.__doc__.strip().splitlines()) + "\n")
     for error in registry.load_errors:
         click.echo(f"warning: {error}", err=True)
-
-
-def _exit_on_error(action) -> None:
-    try:
-        action()
-    except ConfigError as err:
-        for problem in err.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(2)
-    except SinkframeError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
 
 
 def _mount_optional_commands() -> None:

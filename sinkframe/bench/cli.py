@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from sinkframe.errors import ConfigError, SinkframeError
+from sinkframe.clierrors import exit_on_error
 
 
 @click.command()
@@ -44,15 +43,7 @@ def bench(messages, baseline_messages, latency_rate, latency_seconds, workers_co
     if quick:
         options = options.quickened()
 
-    try:
-        results = run_bench(options, say=lambda text: click.echo(text, err=True))
-    except ConfigError as err:
-        for problem in err.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(2)
-    except SinkframeError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(1)
+    results = exit_on_error(lambda: run_bench(options, say=lambda text: click.echo(text, err=True)))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2) + "\n")
     click.echo(render(results))
