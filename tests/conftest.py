@@ -20,6 +20,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sinkframe.devservices import TansuBroker, TimescaleEngine, local_postgres_dsn
 
+# Support code (see sinktest/__init__.py), not tests.
+collect_ignore = ["sinktest"]
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sink_helpers import FAST_GROUP_JOIN, REPO
+
+from sinktest import config
+from sinktest.paths import REPO
+
 
 @pytest.fixture
 def topics():
@@ -17,12 +20,5 @@ def topics():
 @pytest.fixture
 def sink_env(kafka_bootstrap, pg_dsn, topics):
     """The environment a deployment would set, pointing at the test's broker, database and topics."""
-    return {
-        "REDPANDA_BROKERS": kafka_bootstrap,
-        "SINKFRAME_DATABASE_URL": pg_dsn,
-        "SINKFRAME_PLAIN_POSTGRES": "1",
-        "SINKFRAME_SCHEMA_DIR": str(REPO / "schema"),
-        **FAST_GROUP_JOIN,
-        **topics,
-    }
-
+    return config.sink_env(kafka_bootstrap, pg_dsn, schema_dir=REPO / "schema", group_join=config.FAST_GROUP_JOIN,
+                           **topics)

@@ -7,7 +7,9 @@ import pytest
 
 from sinkframe.devservices import create_topics, produce
 
-from sink_helpers import CONFIGS, query, run_sink
+from sinktest.db import query
+from sinktest.paths import CONFIGS
+from sinktest.sinks import run_until_idle
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +49,7 @@ def test_three_connectors_land_every_message_with_correct_values(kafka_bootstrap
     produce(kafka_bootstrap, topics["ENRICHED_TOPIC"], enriched, key=key)
     produce(kafka_bootstrap, topics["SMART_BREAKER_TOPIC"], breakers, key=key)
 
-    pipeline = run_sink(sorted(CONFIGS.glob("*.yaml")), sink_env)
+    pipeline = run_until_idle(sorted(CONFIGS.glob("*.yaml")), sink_env)
     dsn = sink_env["SINKFRAME_DATABASE_URL"]
 
     assert sum(t.stats.messages for t in pipeline.tasks) == 300 + 200 + 401
@@ -98,7 +100,7 @@ def test_device_metadata_never_goes_back_in_time(kafka_bootstrap, sink_env, topi
     # First run: newest first, then an older (out-of-order) message in the same batch.
     produce(kafka_bootstrap, topic, [message("2026-11-20T10:00:00Z", "3.0"),
                                      message("2026-11-20T08:00:00Z", "1.0", location="Old hall")])
-    run_sink([CONFIGS / "enriched.yaml"], sink_env)
+    run_until_idle([CONFIGS / "enriched.yaml"], sink_env)
     dsn = sink_env["SINKFRAME_DATABASE_URL"]
     assert query(dsn, "SELECT firmware_version, location, first_seen, last_seen FROM device_metadata") == [
         ("3.0", "Hall A", datetime(2026, 11, 20, 8, tzinfo=timezone.utc), datetime(2026, 11, 20, 10, tzinfo=timezone.utc))]
@@ -106,7 +108,7 @@ def test_device_metadata_never_goes_back_in_time(kafka_bootstrap, sink_env, topi
     # Second run (a separate batch and transaction): older again, then a newer one without firmware.
     produce(kafka_bootstrap, topic, [message("2026-11-20T09:00:00Z", "2.0"),
                                      message("2026-11-20T11:00:00Z", None, location="Hall C")])
-    run_sink([CONFIGS / "enriched.yaml"], sink_env)
+    run_until_idle([CONFIGS / "enriched.yaml"], sink_env)
     assert query(dsn, "SELECT firmware_version, location, first_seen, last_seen FROM device_metadata") == [
         ("3.0", "Hall C", datetime(2026, 11, 20, 8, tzinfo=timezone.utc), datetime(2026, 11, 20, 11, tzinfo=timezone.utc))]
     assert query(dsn, "SELECT count(*) FROM iot_enriched_data") == [(4,)]

@@ -8,7 +8,10 @@ import pytest
 
 from sinkframe.devservices import create_topics, produce
 
-from sink_helpers import CONFIGS, query, start_sink_process, wait_for
+from sinktest.db import query, row_counts
+from sinktest.paths import CONFIGS
+from sinktest.sinks import start_sink_process
+from sinktest.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +25,7 @@ def smart_breaker_messages(n: int, start: int = 0):
 
 def counts(dsn: str):
     try:
-        return query(dsn, "SELECT count(*), count(DISTINCT (source_topic, source_partition, source_offset)) "
-                          "FROM smart_breaker_data")[0]
+        return row_counts(dsn, "smart_breaker_data")
     except Exception:  # the table is created by the sink at start-up
         return (0, 0)
 

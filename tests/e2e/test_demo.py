@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from sinkframe.cli import cli
-from sink_helpers import REPO
+
+from sinktest.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timescale]
 

@@ -6,7 +6,10 @@ import os
 import pytest
 
 from sinkframe.devservices import create_topics, produce
-from sink_helpers import REPO, query, run_sink
+
+from sinktest.db import query
+from sinktest.paths import REPO
+from sinktest.sinks import run_until_idle
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +25,7 @@ def test_env_sensor_plugin_from_plugins_dir_ingests_readings(kafka_bootstrap, si
 
     env = {**sink_env, "ENV_SENSOR_TOPIC": topic,
            "SINKFRAME_SCHEMA_DIR": os.pathsep.join([str(REPO / "schema"), str(EXAMPLES / "schema")])}
-    run_sink([EXAMPLES / "plugins" / "env_sensor.yaml"], env, plugins_dirs=[EXAMPLES / "plugins"])
+    run_until_idle([EXAMPLES / "plugins" / "env_sensor.yaml"], env, plugins_dirs=[EXAMPLES / "plugins"])
 
     dsn = sink_env["SINKFRAME_DATABASE_URL"]
     assert query(dsn, "SELECT count(*), round(avg(temperature)::numeric, 2)::float8 FROM env_sensor_data") == [

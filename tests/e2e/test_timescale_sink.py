@@ -2,28 +2,21 @@
 compressed chunk, and continuous aggregates that agree with Python after a refresh."""
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 import pytest
 
 from sinkframe.devservices import create_topics, produce
-from sink_helpers import CONFIGS, FAST_GROUP_JOIN, REPO, run_sink
+
+from sinktest.config import FAST_GROUP_JOIN
+from sinktest.db import connect_engine
+from sinktest.paths import CONFIGS, REPO
+from sinktest.sinks import run_until_idle
 
 pytestmark = [pytest.mark.slow, pytest.mark.timescale]
 
 DAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
-
-
-def connect(dsn: str) -> psycopg.Connection:
-    for _ in range(50):  # the engine frees its single connection slot a moment after a close
-        try:
-            return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
 
 
 def reading(device: str, minute: int, voltage: float) -> dict:
@@ -41,9 +34,9 @@ def test_late_data_into_compressed_chunk_and_caggs_match_python(kafka_bootstrap,
            "SINKFRAME_WRITE_METHOD": "insert", "SINKFRAME_DB_PREPARE_THRESHOLD": "off", **FAST_GROUP_JOIN, **topics}
     first = [reading(f"b{i % 3}", i, 220.0 + i % 17) for i in range(0, 180)]
     produce(kafka_bootstrap, topic, first, key=lambda m: m["device_id"].encode())
-    run_sink([CONFIGS / "smart_breaker.yaml"], env)
+    run_until_idle([CONFIGS / "smart_breaker.yaml"], env)
 
-    with connect(timescale_dsn) as conn:
+    with connect_engine(timescale_dsn) as conn:
         chunks = conn.execute("SELECT compress_chunk(c) FROM show_chunks('smart_breaker_data') c").fetchall()
         assert chunks, "the rows should sit in at least one chunk"
         assert conn.execute("SELECT bool_and(is_compressed) FROM timescaledb_information.chunks "
@@ -51,13 +44,13 @@ def test_late_data_into_compressed_chunk_and_caggs_match_python(kafka_bootstrap,
 
     late = [reading(f"b{i % 3}", i + 1, 240.0 + i % 5) for i in range(0, 60)]  # same day, already compressed
     produce(kafka_bootstrap, topic, late, key=lambda m: m["device_id"].encode())
-    run_sink([CONFIGS / "smart_breaker.yaml"], env)
+    run_until_idle([CONFIGS / "smart_breaker.yaml"], env)
 
     expected = defaultdict(list)
     for message in first + late:
         hour = datetime.fromisoformat(message["timestamp"]).replace(minute=0)
         expected[(hour, message["device_id"])].append(message["measurements"]["voltage_phase_a"])
-    with connect(timescale_dsn) as conn:
+    with connect_engine(timescale_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM smart_breaker_data").fetchone() == (240,)
         conn.execute("CALL refresh_continuous_aggregate('smart_breaker_hourly_stats', NULL, NULL)")
         rows = conn.execute("SELECT bucket, device_id, avg_voltage_phase_a, min_voltage_phase_a, "

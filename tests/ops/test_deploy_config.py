@@ -9,13 +9,14 @@ import subprocess
 
 import pytest
 import yaml
-from ops_helpers import REPO
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sinkframe.ops.metrics import BatchLatency, PipelineCollector, new_registry
 from sinkframe.pipeline.stats import ConnectorStats
 from sinkframe.schema import load_schema
+
+from sinktest.paths import REPO
 
 DEPLOY = REPO / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.monitoring.yml").read_text())

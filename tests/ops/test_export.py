@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 from click.testing import CliRunner
-from ops_helpers import REPO
 from psycopg import sql
 
 from sinkframe.cli import cli
@@ -21,6 +20,8 @@ from sinkframe.schema import apply_schema, load_schema
 from sinkframe.settings import Settings
 from sinkframe.simulator import Fleet
 from sinkframe_plugins.smart_breaker import SmartBreakerMapper
+
+from sinktest.paths import REPO
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 TABLE = "smart_breaker_data"

@@ -6,14 +6,19 @@ import subprocess
 
 import psycopg
 import pytest
-from ops_helpers import (
-    CONFIGS, RunningSink, count_rows, http_get, metric_sum, ready, scrape, send, sink_settings, wait_for,
-)
 
 from sinkframe.devservices import free_port
 from sinkframe.errors import SinkframeError
 from sinkframe.ops.runtime import RunMonitor
 from sinkframe.simulator import Fleet
+
+from sinktest.config import sink_settings
+from sinktest.db import count_rows
+from sinktest.monitor import http_get, metric_sum, ready, scrape
+from sinktest.paths import CONFIGS
+from sinktest.sinks import InProcessSink
+from sinktest.traffic import send
+from sinktest.waiting import wait_for
 
 ALL_CONFIGS = [CONFIGS / "raw.yaml", CONFIGS / "enriched.yaml", CONFIGS / "smart_breaker.yaml"]
 TABLES = {"raw": "iot_raw_data", "enriched": "iot_enriched_data", "smart-breaker": "smart_breaker_data"}
@@ -35,7 +40,7 @@ def all_written(url, expected):
 def test_metrics_follow_the_pipeline_and_match_the_database(kafka_bootstrap, pg_dsn, topics, settings, promtool):
     fleet = Fleet(devices=25, seed=21, malformed_rate=0.02)
     progress = io.StringIO()
-    with RunningSink(ALL_CONFIGS, settings, metrics_port=free_port(), progress=True, stream=progress) as sink:
+    with InProcessSink(ALL_CONFIGS, settings, metrics_port=free_port(), progress=True, stream=progress) as sink:
         first = send(kafka_bootstrap, fleet, topics, 1500)
         before = wait_for(lambda: all_written(sink.url, 1500), timeout=60, message="first 1500 messages")
         send(kafka_bootstrap, fleet, topics, 2500)
@@ -86,9 +91,9 @@ def test_metrics_follow_the_pipeline_and_match_the_database(kafka_bootstrap, pg_
 
 @pytest.mark.slow
 def test_readyz_flips_during_a_database_outage_and_back(monkeypatch, kafka_bootstrap, topics, dedicated_postgres):
-    settings = sink_settings(monkeypatch, kafka_bootstrap, dedicated_postgres.dsn, topics)
+    settings = sink_settings(monkeypatch, kafka_bootstrap, dedicated_postgres.dsn(), topics)
     fleet = Fleet(devices=5, seed=3, kinds=("smart_breaker",), sensor_share=0, late_rate=0, out_of_order_rate=0)
-    with RunningSink([CONFIGS / "smart_breaker.yaml"], settings, metrics_port=free_port()) as sink:
+    with InProcessSink([CONFIGS / "smart_breaker.yaml"], settings, metrics_port=free_port()) as sink:
         status, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(ready(sink.url)), timeout=30,
                                 message="ready")
         assert body["status"] == "ready" and body["database"]["ok"]
@@ -96,7 +101,7 @@ def test_readyz_flips_during_a_database_outage_and_back(monkeypatch, kafka_boots
         wait_for(lambda: metric_sum(scrape(sink.url), "sinkframe_messages_total") == 50, timeout=30,
                  message="50 messages")
 
-        dedicated_postgres.stop()
+        dedicated_postgres.stop("immediate")
         try:
             status, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(ready(sink.url)), timeout=10,
                                     message="not ready")
@@ -116,7 +121,7 @@ def test_readyz_flips_during_a_database_outage_and_back(monkeypatch, kafka_boots
         wait_for(lambda: ready(sink.url)[0] == 200, timeout=60, message="ready again")
         samples = wait_for(lambda: all_written(sink.url, 100), timeout=60, message="the rest written")
         assert metric_sum(samples, "sinkframe_write_retries_total") >= 1
-    assert count_rows(dedicated_postgres.dsn, "smart_breaker_data") == 100
+    assert count_rows(dedicated_postgres.dsn(), "smart_breaker_data") == 100
 
 
 def test_endpoint_answers_before_the_pipeline_starts():

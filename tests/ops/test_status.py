@@ -5,12 +5,18 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from ops_helpers import CONFIGS, RunningSink, count_rows, send, wait_for
 
 from sinkframe.cli import cli
 from sinkframe.devservices import free_port
 from sinkframe.ops.status import collect_status
 from sinkframe.simulator import Fleet
+
+from sinktest.config import sink_settings
+from sinktest.db import count_rows
+from sinktest.paths import CONFIGS
+from sinktest.sinks import InProcessSink
+from sinktest.traffic import send
+from sinktest.waiting import wait_for
 
 CONFIG = CONFIGS / "smart_breaker.yaml"
 
@@ -33,7 +39,7 @@ def test_status_shows_lag_draining_to_zero(kafka_bootstrap, pg_dsn, topics, sett
     assert before["schema"].startswith("drift")  # nothing created yet
     assert before["tables"][0]["note"] == "table does not exist"
 
-    with RunningSink([CONFIG], settings, metrics_port=free_port()):
+    with InProcessSink([CONFIG], settings, metrics_port=free_port()):
         lags = [before["lag"]]
 
         def drained():
@@ -64,8 +70,6 @@ def test_status_shows_lag_draining_to_zero(kafka_bootstrap, pg_dsn, topics, sett
 
 
 def test_status_reports_an_unreachable_database_without_its_password(monkeypatch, kafka_bootstrap, topics):
-    from ops_helpers import sink_settings
-
     port = free_port()
     sink_settings(monkeypatch, kafka_bootstrap, f"postgresql://sink:s3cret-pw@127.0.0.1:{port}/nowhere", topics)
     result = CliRunner().invoke(cli, ["status", str(CONFIG)])

@@ -12,30 +12,25 @@ import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 import pytest
 from click.testing import CliRunner
-from ops_helpers import (
-    CONFIGS, ONE_RECORD_PER_BATCH, REPO, RunningSink, http_get, metric_sum, ready, scrape, sink_settings, wait_for,
-)
 
 from sinkframe.cli import cli
 from sinkframe.devservices import free_port
 from sinkframe.export import ExportRequest, export_to
 from sinkframe.simulator import Fleet, produce
 
+from sinktest.config import sink_settings
+from sinktest.db import connect_engine
+from sinktest.monitor import http_get, metric_sum, ready, scrape
+from sinktest.paths import CONFIGS, REPO
+from sinktest.sinks import InProcessSink
+from sinktest.traffic import ONE_RECORD_PER_BATCH
+from sinktest.waiting import wait_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.timescale]
 
 CONFIG = CONFIGS / "smart_breaker.yaml"
-
-
-def connect(dsn: str) -> psycopg.Connection:
-    for _ in range(50):  # the engine frees its single connection slot a moment after a close
-        try:
-            return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
 
 
 def dashboard_queries() -> list[str]:
@@ -54,7 +49,7 @@ def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_b
                      backfill=(now - 3 * 3600, now, 120))
     assert report.delivered == report.sent == 4 * 90
 
-    with RunningSink([CONFIG], settings, metrics_port=free_port()) as sink:
+    with InProcessSink([CONFIG], settings, metrics_port=free_port()) as sink:
         samples = wait_for(lambda: (lambda s: s if metric_sum(s, "sinkframe_messages_total") == 360 else None)(
             scrape(sink.url)), timeout=90, message="360 messages written")
         status, body = ready(sink.url)
@@ -65,7 +60,7 @@ def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_b
         check = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
 
-    with connect(timescale_dsn) as conn:
+    with connect_engine(timescale_dsn) as conn:
         conn.execute("CALL refresh_continuous_aggregate('smart_breaker_hourly_stats', NULL, NULL)")
         assert conn.execute("SELECT count(*) FROM smart_breaker_data").fetchone()[0] == 360
         # The dashboard's SQL panels run, with Grafana's macros as Grafana expands them.

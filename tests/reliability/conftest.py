@@ -7,6 +7,8 @@ import pytest
 
 from sinkframe.devservices import create_topics
 
+from sinktest.pgserver import PrivatePostgres, skip_without_server_binaries
+
 
 @pytest.fixture
 def new_topic(kafka_bootstrap):
@@ -23,9 +25,6 @@ def new_topic(kafka_bootstrap):
 @pytest.fixture
 def private_pg():
     """A PostgreSQL server of this test's own (trust auth), free to be stopped and restarted."""
-    from pgserver import PrivatePostgres, server_bindir
-
-    if server_bindir() is None:
-        pytest.skip("no PostgreSQL server binaries (initdb/pg_ctl) on this machine")
+    skip_without_server_binaries()
     with PrivatePostgres() as server:
         yield server

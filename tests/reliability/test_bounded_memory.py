@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from reliability_helpers import REPO, create_tables, row_counts, sink_env, write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, row_counts
+from sinktest.paths import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,10 @@ import pytest
 
 from sinkframe.devservices import create_topics, produce
 
-from reliability_helpers import InProcessSink, create_tables, query, row_counts, sink_env, wait_for, write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, query, row_counts
+from sinktest.sinks import InProcessSink
+from sinktest.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,11 @@ import time
 
 import pytest
 
-from reliability_helpers import (create_tables, query, row_counts, sink_env, start_sink_process, wait_for,
-                                 write_connector)
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, query, row_counts
+from sinktest.sinks import start_sink_process
+from sinktest.waiting import wait_for
+
 from test_rebalance import produce_steadily
 
 pytestmark = pytest.mark.slow

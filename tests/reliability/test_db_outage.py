@@ -2,7 +2,7 @@
 
 Runs against a PostgreSQL server of the test's own (the machine's main cluster is
 shared with concurrently running tests and is never stopped). `fast` is a clean
-shutdown; `immediate` is a crash that also loses the last commits (see pgserver.py).
+shutdown; `immediate` is a crash that also loses the last commits (see sinktest/pgserver.py).
 """
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import pytest
 
 from sinkframe.devservices import produce
 
-from reliability_helpers import InProcessSink, create_tables, query, row_counts, sink_env, wait_for, write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, query, row_counts
+from sinktest.sinks import InProcessSink
+from sinktest.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,10 @@ from sinkframe.errors import RetriableWriteError
 from sinkframe.pipeline.batch import DeadLetter
 from sinkframe.pipeline.deadletter import DeadLetterProducer
 
-from reliability_helpers import create_tables, dead_letters, query, run_sink, sink_env, write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, dead_letters, query
+from sinktest.sinks import run_until_written
+
 from test_poison_write import batch_of, make_writer, raw_message
 
 
@@ -55,7 +58,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_table_with_original_bytes_a
     extra = f"  dead_letter:\n    table: sinkframe_dead_letters\n    topic: {dlq}\n"
     connector = write_connector(tmp_path, name="dlq", topic=topic, extra=extra)
 
-    run_sink([connector], sink_env(kafka_bootstrap, pg_dsn), messages=len(sent))
+    run_until_written([connector], sink_env(kafka_bootstrap, pg_dsn), messages=len(sent))
 
     assert query(pg_dsn, "SELECT count(*) FROM iot_raw_data") == [(2,)]
     letters = read_topic(kafka_bootstrap, dlq, 3)
@@ -91,7 +94,7 @@ def test_topic_only_destination_writes_no_table(kafka_bootstrap, pg_dsn, new_top
     produce(kafka_bootstrap, topic, [b"not json", raw_message(1)])
     extra = f"  dead_letter:\n    table: null\n    topic: {dlq}\n"
     connector = write_connector(tmp_path, name="dlq-only", topic=topic, extra=extra)
-    run_sink([connector], sink_env(kafka_bootstrap, pg_dsn), messages=2)
+    run_until_written([connector], sink_env(kafka_bootstrap, pg_dsn), messages=2)
     assert [m.value() for m in read_topic(kafka_bootstrap, dlq, 1)] == [b"not json"]
     assert query(pg_dsn, "SELECT to_regclass('sinkframe_dead_letters') IS NULL") == [(True,)]
     assert query(pg_dsn, "SELECT count(*) FROM iot_raw_data") == [(1,)]

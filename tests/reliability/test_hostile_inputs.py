@@ -12,7 +12,9 @@ from confluent_kafka import Producer
 
 from sinkframe.errors import ConnectorFailed
 
-from reliability_helpers import create_tables, dead_letters, query, run_sink, sink_env, write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, dead_letters, query
+from sinktest.sinks import run_until_written
 
 SQLISH = "'); DROP TABLE iot_raw_data; --"
 
@@ -56,7 +58,7 @@ def test_every_hostile_message_lands_verbatim_or_is_dead_lettered_with_its_reaso
     produce_cases(kafka_bootstrap, topic)
     connector = write_connector(tmp_path, name="hostile", topic=topic)
 
-    run_sink([connector], sink_env(kafka_bootstrap, pg_dsn), messages=len(CASES))
+    run_until_written([connector], sink_env(kafka_bootstrap, pg_dsn), messages=len(CASES))
 
     rows = {offset: device_id for offset, device_id in
             query(pg_dsn, "SELECT source_offset, device_id FROM iot_raw_data")}
@@ -94,7 +96,7 @@ def test_tolerance_none_stops_at_the_refused_record_having_committed_only_what_c
 
     for attempt in range(2):  # re-running does not skip the record, nor duplicate the rows before it
         with pytest.raises(ConnectorFailed) as failed:
-            run_sink([connector], sink_env(kafka_bootstrap, pg_dsn), messages=10)
+            run_until_written([connector], sink_env(kafka_bootstrap, pg_dsn), messages=10)
         message = str(failed.value)
         assert f"{topic}[0]@5: write failed" in message and "SQLSTATE 22P05" in message, message
         assert "errors.tolerance is none" in message

@@ -11,7 +11,10 @@ from sinkframe.config.connector import load_connector
 from sinkframe.errors import ConfigError, RecordError
 from sinkframe.pipeline.validation import MessageValidator
 
-from reliability_helpers import REPO, create_tables, dead_letters, query, run_sink, sink_env, write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, dead_letters, query
+from sinktest.paths import REPO
+from sinktest.sinks import run_until_written
 
 SCHEMA_YAML = """\
 validation:
@@ -81,7 +84,7 @@ def test_messages_breaking_the_schema_are_dead_lettered_at_stage_validate(
     produce(kafka_bootstrap, topic, messages)
     connector = write_connector(tmp_path, name="validated", topic=topic, extra=SCHEMA_YAML)
 
-    run_sink([connector], sink_env(kafka_bootstrap, pg_dsn), messages=len(messages))
+    run_until_written([connector], sink_env(kafka_bootstrap, pg_dsn), messages=len(messages))
 
     assert sorted(r[0] for r in query(pg_dsn, "SELECT device_id FROM iot_raw_data")) == ["sensor-1", "sensor-6"]
     reasons = {r[2]: (r[3], r[4], r[5]) for r in dead_letters(pg_dsn)}

@@ -20,7 +20,7 @@ from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
 
-from reliability_helpers import create_tables, query
+from sinktest.db import create_tables, query
 
 json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 63), max_value=2 ** 63 - 1)
                 | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)

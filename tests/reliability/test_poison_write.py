@@ -18,7 +18,7 @@ from sinkframe.pipeline.batch import Batch
 from sinkframe.pipeline.offsets import load_offsets
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
 
-from reliability_helpers import create_tables, dead_letters, query
+from sinktest.db import create_tables, dead_letters, query
 
 TOPIC = "poison.test"
 GROUP = "sinkframe-poison"
@@ -89,7 +89,7 @@ def test_refused_rows_are_dead_lettered_and_the_rest_commits_in_one_transaction(
 def test_constraint_violations_and_out_of_range_values_are_isolated(pg_dsn):
     # A deployment's table may be stricter than the mapper: a CHECK constraint and a
     # smallint column. Rows breaking them are refused by the database (23514, 22003).
-    from reliability_helpers import TABLES
+    from sinktest.db import TABLES
 
     strict = TABLES["smart_breaker_data"].replace("temperature double precision",
                                                   "temperature double precision CHECK (temperature < 200)")

@@ -15,8 +15,10 @@ import pytest
 
 from sinkframe.devservices import produce
 
-from reliability_helpers import (create_tables, query, row_counts, sink_env, start_sink_process, wait_for,
-                                 write_connector)
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, query, row_counts
+from sinktest.sinks import start_sink_process
+from sinktest.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,12 @@ from click.testing import CliRunner
 from sinkframe.cli import cli
 from sinkframe.devservices import produce
 
-from reliability_helpers import REPO, create_tables, row_counts, sink_env, start_sink_process, wait_for, \
-    write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, row_counts
+from sinktest.paths import REPO
+from sinktest.pgserver import PrivatePostgres, skip_without_server_binaries
+from sinktest.sinks import start_sink_process
+from sinktest.waiting import wait_for
 
 PASSWORD = "Tr0ub4dor-xyzzy-31337"
 NEW_PASSWORD = "Correct-Horse-Battery-9431"
@@ -23,10 +27,7 @@ WRONG = "wr0ng-Pa55word-quux"
 
 @pytest.fixture
 def secured_pg():
-    from pgserver import PrivatePostgres, server_bindir
-
-    if server_bindir() is None:
-        pytest.skip("no PostgreSQL server binaries (initdb/pg_ctl) on this machine")
+    skip_without_server_binaries()
     with PrivatePostgres(password=PASSWORD) as server:
         yield server
 

@@ -21,7 +21,11 @@ from sinkframe.pipeline.runner import check_database
 from sinkframe.pipeline.task import consumer_properties
 from sinkframe.settings import Settings
 
-from reliability_helpers import InProcessSink, create_tables, query, row_counts, sink_env, wait_for, write_connector
+from sinktest.config import sink_env, write_connector
+from sinktest.db import create_tables, query, row_counts
+from sinktest.pgserver import PrivatePostgres, skip_without_server_binaries
+from sinktest.sinks import InProcessSink
+from sinktest.waiting import wait_for
 
 
 def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
@@ -34,10 +38,7 @@ def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tls_pg(tmp_path):
-    from pgserver import PrivatePostgres, server_bindir
-
-    if server_bindir() is None:
-        pytest.skip("no PostgreSQL server binaries (initdb/pg_ctl) on this machine")
+    skip_without_server_binaries()
     crt, key = self_signed(tmp_path, "server")
     with PrivatePostgres(ssl_files=(crt, key)) as server:
         yield server, crt
