@@ -147,7 +147,7 @@ class PipelineCollector(Collector):
             ("messages", "Kafka messages consumed and written (rows or dead letters).", ["connector", "topic"]),
             ("rows_written", "Rows written, per table.", ["connector", "table"]),
             ("batches", "Batches written (one transaction each).", ["connector"]),
-            ("errors", "Records that failed, by stage (decode, map, write) and error class.",
+            ("errors", "Records that failed, by stage (decode, validate, map, write) and error class.",
              ["connector", "stage", "error_class"]),
             ("dead_letters", "Records written to the dead-letter table.", ["connector"]),
             ("write_retries", "Batch writes retried because the database was unavailable.", ["connector"]),

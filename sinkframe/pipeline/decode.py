@@ -1,19 +1,18 @@
-"""Message bytes -> a JSON object. The first stage where a record can be poison."""
+"""Message bytes -> a JSON object. The first stage where a record can be poison.
+
+orjson decodes about five times faster than the standard library, which matters
+at one call per message. One behaviour to know: it turns integers beyond 64 bits
+into floats (losing digits). Telemetry has no such numbers in practice, and
+checking every message for them cost more than the decoding itself (a regex
+scan: 5 us against orjson's 1.3 us), so they are documented, not special-cased.
+"""
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 import orjson
 
 from sinkframe.errors import RecordError
-
-# orjson turns integers beyond 64 bits into floats, silently losing digits. Such
-# a number has at least 19 digits in a row; messages holding one (rare) are
-# decoded by the standard library instead, which keeps every digit. A run of 19
-# digits inside a string also takes that path: slower, still correct.
-_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 def decode_json_object(value: bytes | None) -> dict[str, Any]:
@@ -26,6 +25,4 @@ def decode_json_object(value: bytes | None) -> dict[str, Any]:
         raise RecordError("decode", f"not valid UTF-8 JSON: {err}") from None
     if not isinstance(obj, dict):
         raise RecordError("decode", f"expected a JSON object, got {type(obj).__name__}")
-    if _LONG_DIGITS.search(value):
-        obj = json.loads(value)  # valid JSON (orjson said so); exact big integers
     return obj
