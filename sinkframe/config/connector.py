@@ -51,7 +51,7 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
             "properties": {
                 "max_rows": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 20_000,
                              "description": "Write a batch once this many messages are buffered."},
-                "max_wait_ms": {"type": "integer", "minimum": 1, "maximum": 600_000, "default": 250,
+                "max_wait_ms": {"type": "integer", "minimum": 1, "maximum": 600_000, "default": 100,
                                 "description": "Write a batch at the latest this long after its first message."},
             },
         },
@@ -170,7 +170,7 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
         plugin_config=data["mapper"].get("config", {}),
         tables=data.get("tables", {}),
         max_rows=batch.get("max_rows", 20_000),
-        max_wait_ms=batch.get("max_wait_ms", 250),
+        max_wait_ms=batch.get("max_wait_ms", 100),
         tolerance=errors.get("tolerance", "none"),
         dead_letter_table=dead_letter.get("table", "sinkframe_dead_letters"),
         dead_letter_topic=dead_letter.get("topic"),
