@@ -383,6 +383,7 @@ def merge_keyed_rows(target: Target, rows: list[tuple]) -> tuple[list[tuple], li
     ver = names.index(up.version_column)
     key_idx = [names.index(k) for k in up.key]
     min_idx = [names.index(c) for c in up.min_columns]
+    value_idx = [i for i in range(len(names)) if i not in key_idx and i != ver and i not in min_idx]
     by_key: dict[tuple, list[tuple]] = {}
     for row in rows:
         by_key.setdefault(tuple(row[i] for i in key_idx), []).append(row)
@@ -401,6 +402,10 @@ def merge_keyed_rows(target: Target, rows: list[tuple]) -> tuple[list[tuple], li
         for i in min_idx:  # e.g. first_seen: the smallest of the whole group
             smallest = min((r[i] for r in group if r[i] is not None), default=None)
             head[i] = filler[i] = smallest
-        fillers.append(tuple(filler))
+        # A filler only matters for a column the newest row leaves empty; without one
+        # it would just be a second statement (and could fill a gap with an older value
+        # than the newest row's).
+        if any(head[i] is None and filler[i] is not None for i in value_idx):
+            fillers.append(tuple(filler))
         newest.append(tuple(head))
     return fillers, newest
