@@ -127,6 +127,15 @@ def redact_dsn(dsn: str) -> str:
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
+def redact_error(err: BaseException, dsn: str) -> str:
+    """A driver error's text with the DSN's password (if any) masked: libpq may echo it."""
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except Exception:  # an unparseable DSN: nothing to mask from it
+        password = None
+    return redact_text(str(err).strip(), password)
+
+
 def redact_text(text: str, *secrets: str | None) -> str:
     for secret in secrets:
         if secret:

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from sinkframe.settings import redact_dsn, redact_text
+from sinkframe.settings import redact_dsn, redact_error
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,7 @@ class DatabaseProbe:
 
 def error_line(err: Exception, dsn: str) -> str:
     """The first line of a driver error, with the DSN's password (if any) masked."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        secret = conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
-        secret = None
-    return redact_text((str(err).strip().splitlines() or [type(err).__name__])[0], secret)
+    return (redact_error(err, dsn).splitlines() or [type(err).__name__])[0]
 
 
 def connector_states(pipeline) -> dict[str, dict]:

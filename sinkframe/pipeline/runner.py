@@ -20,7 +20,7 @@ from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
-from sinkframe.settings import Settings, redact_text
+from sinkframe.settings import Settings, redact_error
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +149,8 @@ def check_database(settings: Settings) -> None:
         with psycopg.connect(settings.dsn, connect_timeout=10):
             pass
     except psycopg.Error as err:
-        secret = _password_of(settings.dsn)
         raise SinkframeError(f"cannot connect to the database ({settings.redacted_dsn}): "
-                             f"{redact_text(str(err).strip(), secret)}") from None
-
-
-def _password_of(dsn: str) -> str | None:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        return conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
-        return None
+                             f"{redact_error(err, settings.dsn)}") from None
 
 
 def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set[str]) -> None:

@@ -10,13 +10,12 @@ from typing import Sequence, TextIO
 
 import click
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from sinkframe.errors import ConfigError, SinkframeError
 from sinkframe.schema.apply import apply_schema
 from sinkframe.schema.planner import Plan, plan_schema
 from sinkframe.schema.spec import load_schema
-from sinkframe.settings import Settings, redact_dsn, redact_text
+from sinkframe.settings import Settings, redact_dsn, redact_error
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -65,12 +64,8 @@ def _connect(settings: Settings) -> psycopg.Connection:
     try:
         return psycopg.connect(settings.dsn, autocommit=True)
     except psycopg.Error as error:
-        try:
-            password = conninfo_to_dict(settings.dsn).get("password")
-        except psycopg.Error:
-            password = None
-        reason = redact_text(str(error).strip(), password)
-        raise SinkframeError(f"cannot connect to {redact_dsn(settings.dsn)}: {reason}") from None
+        raise SinkframeError(f"cannot connect to {redact_dsn(settings.dsn)}: "
+                             f"{redact_error(error, settings.dsn)}") from None
 
 
 def _report_findings(plan: Plan, err: TextIO) -> None:

@@ -5,7 +5,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from sinkframe.errors import ConfigError
-from sinkframe.settings import Settings, redact_dsn
+from sinkframe.settings import Settings, redact_dsn, redact_error
 
 
 def test_seed_deployment_variables_keep_working():
@@ -57,3 +57,9 @@ def test_redact_dsn_hides_password_only():
     redacted = redact_dsn("host=h password=hunter2 user=u")
     assert "hunter2" not in redacted
     assert conninfo_to_dict(redacted) == {"host": "h", "password": "***", "user": "u"}
+
+
+def test_redact_error_masks_the_dsn_password_in_driver_text():
+    err = RuntimeError('connection failed: password "hunter2" rejected\n')
+    assert redact_error(err, "host=h password=hunter2") == 'connection failed: password "***" rejected'
+    assert redact_error(err, "not a dsn ===") == 'connection failed: password "hunter2" rejected'
