@@ -25,7 +25,7 @@ from sinkframe.errors import SinkframeError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.ops.health import error_line
 from sinkframe.ops.kafka import committed, monitor_consumer, topic_partitions, watermarks
-from sinkframe.pipeline.offsets import OFFSETS_TABLE
+from sinkframe.pipeline.offsets import load_offsets
 from sinkframe.pipeline.runner import build_mapper, load_connectors, resolve_targets
 from sinkframe.settings import Settings
 
@@ -35,8 +35,6 @@ INGEST_COLUMNS = ("ingested_at", "updated_at")  # when the database received a r
 
 _COLUMNS = sql.SQL("SELECT column_name FROM information_schema.columns "
                    "WHERE table_schema = current_schema() AND table_name = %s")
-_STORED = sql.SQL("SELECT partition, next_offset FROM {} WHERE consumer_group = %s AND topic = %s").format(
-    sql.Identifier(OFFSETS_TABLE))
 
 
 @dataclass
@@ -151,7 +149,7 @@ def _read_kafka(settings: Settings, connector: ConnectorConfig, status: Connecto
 def _read_database(conn: psycopg.Connection, connector: ConnectorConfig, status: ConnectorStatus,
                    tables: list[str], lookback: float) -> None:
     try:
-        stored = dict(conn.execute(_STORED, (connector.group_id, connector.topic)).fetchall())
+        stored = load_offsets(conn, connector.group_id, connector.topic)
     except psycopg.errors.UndefinedTable:
         stored = {}  # nothing was ever written
     by_partition = {p.partition: p for p in status.partitions}
