@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import click
-import psycopg
 from psycopg import sql
 
-from sinkframe.devservices import TansuBroker, TimescaleEngine, create_topics
+from sinkframe.devservices import TansuBroker, TimescaleEngine, connect_to_engine, create_topics
 from sinkframe.errors import SinkframeError
 from sinkframe.pipeline.runner import run_connectors
 from sinkframe.settings import Settings
@@ -95,20 +94,8 @@ def _demo_settings(bootstrap: str, dsn: str, *, embedded: bool) -> Settings:
     return Settings.from_env(env)
 
 
-def _connect(dsn: str, *, attempts: int = 50) -> psycopg.Connection:
-    # The embedded engine serves one connection at a time and takes a moment to
-    # notice that the sink's pool has closed its connection.
-    for attempt in range(attempts):
-        try:
-            return psycopg.connect(dsn, autocommit=True)
-        except psycopg.OperationalError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.1)
-
-
 def _print_summary(dsn: str) -> None:
-    with _connect(dsn) as conn:
+    with connect_to_engine(dsn) as conn:  # retries: the sink's pool has just let go of it
         click.echo("\nRows landed:")
         for table in TABLES:
             (count,) = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()

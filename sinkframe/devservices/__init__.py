@@ -10,9 +10,9 @@
 Nothing here is used by `sinkframe run` against a real deployment.
 """
 from sinkframe.devservices.broker import TansuBroker
-from sinkframe.devservices.engine import TimescaleEngine
+from sinkframe.devservices.engine import TimescaleEngine, connect_to_engine
 from sinkframe.devservices.ports import free_port
 from sinkframe.devservices.postgres import local_postgres_dsn
 from sinkframe.devservices.topics import create_topics, produce
 
-__all__ = ["TansuBroker", "TimescaleEngine", "create_topics", "free_port", "local_postgres_dsn", "produce"]
+__all__ = ["TansuBroker", "TimescaleEngine", "connect_to_engine", "create_topics", "free_port", "local_postgres_dsn", "produce"]

@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
+
 from sinkframe.devservices.ports import free_port
 from sinkframe.errors import SinkframeError
 
@@ -97,3 +99,21 @@ class TimescaleEngine:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def connect_to_engine(dsn: str, *, attempts: int = 50, interval: float = 0.1) -> psycopg.Connection:
+    """An autocommit connection to the embedded engine, retried while its one slot frees up.
+
+    The engine serves one connection at a time and notices a closed one only a
+    moment later, refusing a new one meanwhile. Its connections share one backend
+    session, so server-side prepared statements are turned off: a statement
+    prepared by an earlier connection would still exist under the same name.
+    """
+    for attempt in range(attempts):
+        try:
+            return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+        except psycopg.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(interval)
+    raise AssertionError("unreachable")

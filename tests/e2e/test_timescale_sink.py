@@ -10,7 +10,7 @@ import pytest
 from sinkframe.devservices import create_topics, produce
 
 from sinktest.config import FAST_GROUP_JOIN
-from sinktest.db import connect_engine
+from sinkframe.devservices import connect_to_engine
 from sinktest.paths import CONFIGS, REPO
 from sinktest.sinks import run_until_idle
 
@@ -36,7 +36,7 @@ def test_late_data_into_compressed_chunk_and_caggs_match_python(kafka_bootstrap,
     produce(kafka_bootstrap, topic, first, key=lambda m: m["device_id"].encode())
     run_until_idle([CONFIGS / "smart_breaker.yaml"], env)
 
-    with connect_engine(timescale_dsn) as conn:
+    with connect_to_engine(timescale_dsn) as conn:
         chunks = conn.execute("SELECT compress_chunk(c) FROM show_chunks('smart_breaker_data') c").fetchall()
         assert chunks, "the rows should sit in at least one chunk"
         assert conn.execute("SELECT bool_and(is_compressed) FROM timescaledb_information.chunks "
@@ -50,7 +50,7 @@ def test_late_data_into_compressed_chunk_and_caggs_match_python(kafka_bootstrap,
     for message in first + late:
         hour = datetime.fromisoformat(message["timestamp"]).replace(minute=0)
         expected[(hour, message["device_id"])].append(message["measurements"]["voltage_phase_a"])
-    with connect_engine(timescale_dsn) as conn:
+    with connect_to_engine(timescale_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM smart_breaker_data").fetchone() == (240,)
         conn.execute("CALL refresh_continuous_aggregate('smart_breaker_hourly_stats', NULL, NULL)")
         rows = conn.execute("SELECT bucket, device_id, avg_voltage_phase_a, min_voltage_phase_a, "

@@ -21,7 +21,7 @@ from sinkframe.export import ExportRequest, export_to
 from sinkframe.simulator import Fleet, produce
 
 from sinktest.config import sink_settings
-from sinktest.db import connect_engine
+from sinkframe.devservices import connect_to_engine
 from sinktest.monitor import http_get, metric_sum, ready, scrape
 from sinktest.paths import CONFIGS, REPO
 from sinktest.sinks import InProcessSink
@@ -60,7 +60,7 @@ def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_b
         check = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
 
-    with connect_engine(timescale_dsn) as conn:
+    with connect_to_engine(timescale_dsn) as conn:
         conn.execute("CALL refresh_continuous_aggregate('smart_breaker_hourly_stats', NULL, NULL)")
         assert conn.execute("SELECT count(*) FROM smart_breaker_data").fetchone()[0] == 360
         # The dashboard's SQL panels run, with Grafana's macros as Grafana expands them.

@@ -14,11 +14,11 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
+from sinkframe.devservices import connect_to_engine
 from sinkframe.schema import apply_schema, load_schema, plan_schema
 from sinkframe.schema.cli import schema_group
 
@@ -41,16 +41,7 @@ SEED_DAILY_QUERY = "SELECT * FROM smart_breaker_daily_stats WHERE bucket > NOW()
 def connect(dsn: str):
     """A connection for one step. The engine refuses a new connection ("Too many connections")
     until it has noticed that the previous one closed, so retry briefly and pause after closing."""
-    for attempt in range(40):
-        try:
-            # prepare_threshold=None: the engine is one backend session shared by every connection,
-            # so server-side prepared statements of an earlier connection would still exist.
-            conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
-            break
-        except psycopg.OperationalError:
-            if attempt == 39:
-                raise
-            time.sleep(0.05)
+    conn = connect_to_engine(dsn)
     try:
         with conn:
             yield conn

@@ -1,10 +1,9 @@
-"""The database side: queries and counts, the data tables, the embedded TimescaleDB engine."""
+"""The database side: queries and counts, the data tables."""
 from __future__ import annotations
-
-import time
 
 import psycopg
 from psycopg import sql
+
 
 
 def query(dsn: str, statement, params=None) -> list[tuple]:
@@ -26,16 +25,6 @@ def row_counts(dsn: str, table: str = "iot_raw_data") -> tuple[int, int]:
 def dead_letters(dsn: str) -> list[tuple]:
     return query(dsn, "SELECT topic, partition, kafka_offset, stage, error_class, error_message, sqlstate, "
                       "key, value FROM sinkframe_dead_letters ORDER BY partition, kafka_offset")
-
-
-def connect_engine(dsn: str) -> psycopg.Connection:
-    """An autocommit connection to the embedded TimescaleDB engine (one connection at a time)."""
-    for _ in range(50):  # the engine frees its single connection slot a moment after a close
-        try:
-            return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
 
 
 # The four tables of docs/tables.md, as plain tables (no TimescaleDB needed).
