@@ -62,6 +62,11 @@ CONSUMER_DEFAULTS = {
 }
 
 
+def backoff_seconds(attempt: int) -> float:
+    """Wait before retry `attempt` (1, 2, ...) against an unavailable database: 0.5 s doubling."""
+    return min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+
+
 def consumer_properties(base: Mapping[str, str], connector: ConnectorConfig) -> dict[str, str]:
     """librdkafka settings: defaults, process-wide ones, the connector's own, then what we require."""
     props = {
@@ -99,7 +104,7 @@ class ConnectorTask:
         self._batch = self._new_batch()
         self._batch_dropped = False
         self._max_wait = connector.max_wait_ms / 1000
-        self._load_db_offsets = db_offsets or self._query_db_offsets
+        self._load_db_offsets = db_offsets or writer.stored_offsets
         self._validator = MessageValidator(connector.message_schema) if connector.message_schema else None
         self._dead_letter_topic: DeadLetterProducer | None = None
         self.skipped_stored = 0  # records read again behind the stored offset, and skipped
@@ -287,7 +292,7 @@ class ConnectorTask:
         Pausing keeps memory bounded (nothing more is fetched) while polling keeps
         this member in the group. Returns False when the batch must be abandoned.
         """
-        delay = min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+        delay = backoff_seconds(attempt)
         log.warning("%s (attempt %d, next in %.1fs)", err, attempt, delay)
         self.stats.state = "waiting-for-database"
         if not self.stats.paused:
@@ -335,9 +340,6 @@ class ConnectorTask:
         return Batch(tuple(self.writer.targets))
 
     # -- positions ------------------------------------------------------------------
-    def _query_db_offsets(self) -> dict[int, int]:
-        return self.writer.stored_offsets()
-
     def _stored_offsets_retrying(self) -> dict[int, int]:
         attempt = 0
         while True:
@@ -348,7 +350,7 @@ class ConnectorTask:
                 if self.stop_event.is_set():
                     raise ConnectorFailed(f"connector {self.connector.name}: stopping before the "
                                           "stored offsets could be read") from err
-                delay = min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+                delay = backoff_seconds(attempt)
                 log.warning("connector %s: reading stored offsets failed (attempt %d, next in %.1fs): %s",
                             self.connector.name, attempt, delay, err)
                 self.stats.state = "waiting-for-database"
@@ -366,8 +368,8 @@ class ConnectorTask:
         if self.stats.paused:  # still waiting for the database: fetch nothing new meanwhile
             consumer.pause(partitions)
         self.stats.assigned = tuple(sorted(tp.partition for tp in consumer.assignment()))
-        self.stats.committed_offsets.update({p: o for p, o in stored.items()
-                                             if p in {tp.partition for tp in partitions}})
+        self.stats.committed_offsets.update({tp.partition: stored[tp.partition] for tp in partitions
+                                             if tp.partition in stored})
         self.stats.state = "running"
         log.info("connector %s: assigned %s", self.connector.name,
                  ", ".join(f"{tp.topic}[{tp.partition}]@{'stored ' + str(tp.offset) if tp.offset >= 0 else 'committed/earliest'}"
