@@ -66,7 +66,9 @@ def run(files, plugins_dirs, brokers, database_url, schema_dirs, no_schema, plai
             brokers=brokers, database_url=database_url,
             schema_dir=os.pathsep.join(map(str, schema_dirs)) if schema_dirs else None,
             apply_schema=False if no_schema else None, plain_postgres=plain_postgres)
-        monitor = _run_monitor(metrics_port=metrics_port, progress=progress)
+        from sinkframe.ops.runtime import RunMonitor
+
+        monitor = RunMonitor(metrics_port=metrics_port, progress=progress)
         try:
             run_connectors(files, settings, plugins_dirs=plugins_dirs, idle_exit=exit_when_idle,
                            on_started=monitor.started, on_tick=monitor.tick)
@@ -96,12 +98,6 @@ def _worker_args(metrics_port: int | None) -> list[str]:
     if metrics_port:
         log.warning("--metrics-port is not served with --workers > 1 (one port cannot serve N processes)")
     return out
-
-
-def _run_monitor(**options):
-    from sinkframe.ops.runtime import RunMonitor
-
-    return RunMonitor(**options)
 
 
 @cli.command()
