@@ -192,10 +192,10 @@ def _read_schema(conn: psycopg.Connection, settings: Settings, status: Connector
     if not tables:
         return
     try:
-        spec = load_schema(settings.schema_dir)
+        spec = load_schema(settings.schema_paths)
         declared = set(tables) & spec.table_names()
         if not declared:
-            status.schema = f"not managed (no table in the schema specs under {settings.schema_dir})"
+            status.schema = f"not managed (no table in the schema specs under {', '.join(settings.schema_paths)})"
             return
         plan = plan_schema(conn, spec, tables=declared, plain_postgres=settings.plain_postgres)
     except SinkframeError as err:
