@@ -11,7 +11,7 @@ from sinkframe.clierrors import exit_on_error
 
 @click.command()
 @click.option("--messages", type=click.IntRange(min=1), default=1_000_000, show_default=True,
-              help="Messages for the end-to-end and ceiling runs.")
+              help="Messages for the ceiling, end-to-end, Quix and workers runs.")
 @click.option("--baseline-messages", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="Messages for the naive baseline (it is slow).")
 @click.option("--latency-rate", type=click.FloatRange(min=1), default=20_000, show_default=True,
@@ -20,6 +20,9 @@ from sinkframe.clierrors import exit_on_error
               help="Duration of the latency run.")
 @click.option("--workers-compare/--no-workers-compare", default=True, show_default=True,
               help="Also drain the messages with 2 workers in one consumer group.")
+@click.option("--quix/--no-quix", default=True, show_default=True,
+              help="Also drain the messages with Quix Streams' PostgreSQLSink (needs quixstreams[postgresql], "
+                   "or $SINKFRAME_BENCH_QUIX_PYTHON; skipped with the reason otherwise).")
 @click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
               help="Partitions of the benchmark topics.")
 @click.option("--profile", is_flag=True, help="Sample the end-to-end sink with py-spy (if installed).")
@@ -30,14 +33,14 @@ from sinkframe.clierrors import exit_on_error
               show_default=True, help="Where to write the results (logs go beside it, in logs/).")
 @click.option("--database-name", default="sinkframe_bench", show_default=True,
               help="Database to drop and create for the run (on $SINKFRAME_BENCH_POSTGRES_DSN's server).")
-def bench(messages, baseline_messages, latency_rate, latency_seconds, workers_compare, partitions, profile,
+def bench(messages, baseline_messages, latency_rate, latency_seconds, workers_compare, quix, partitions, profile,
           quick, config, output, database_name):
-    """Benchmark sinkframe against the bare-COPY ceiling and a naive connector."""
+    """Benchmark sinkframe against the bare-COPY ceiling, Quix Streams and a naive connector."""
     from sinkframe.bench.report import render
     from sinkframe.bench.suite import BenchOptions, default_config, run_bench
 
     options = BenchOptions(messages=messages, baseline_messages=baseline_messages, latency_rate=latency_rate,
-                           latency_seconds=latency_seconds, workers_compare=workers_compare,
+                           latency_seconds=latency_seconds, workers_compare=workers_compare, quix=quix,
                            partitions=partitions, profile=profile, output=output,
                            config=config or default_config(), database_name=database_name)
     if quick:

@@ -1,51 +1,68 @@
-"""The benchmark's own database: created fresh for each run, tables as plain tables.
+"""The benchmark's own database: created fresh for each run, its tables made as users make them.
 
-The tables have the columns of docs/tables.md; they are created here (not by the
-schema module) so the benchmark measures the write path alone, and so it runs on
-plain PostgreSQL. The sink is started with SINKFRAME_APPLY_SCHEMA=0.
+The tables are those of the benchmark's connector file (configs/smart_breaker.yaml),
+with the columns of its mapper's targets, created by the schema module from the
+schema specs (`schema/`), as `sinkframe schema apply` and `sinkframe run` create
+them: indexes included; hypertables, continuous aggregates and policies when the
+server has TimescaleDB, plain tables and indexes when it has not (the sink then
+runs with SINKFRAME_PLAIN_POSTGRES=1). The sink applies the schema again when it
+starts, as it does for users; the plan is empty by then.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from sinkframe.config.connector import ConnectorConfig, load_connector
+from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, OFFSETS_TABLE
-from sinkframe.pipeline.writer import create_dead_letter_table
-from sinkframe_plugins.smart_breaker import FLOAT_MEASUREMENTS
+from sinkframe.pipeline.runner import build_mapper, resolve_targets
+from sinkframe.pipeline.writer import ResolvedTarget, create_dead_letter_table
+from sinkframe.schema import Plan, apply_schema, load_schema
 
 BENCH_DATABASE = "sinkframe_bench"
-DATA_TABLE = "smart_breaker_data"
-METADATA_TABLE = "device_metadata"
-DEAD_LETTER_TABLE = "sinkframe_dead_letters"
 
-# (name, type, NOT NULL); ingested_at is filled by the database.
-DATA_COLUMNS = (
-    ("time", "timestamptz", True),
-    ("device_id", "text", True),
-    *((name, "double precision", False) for name in FLOAT_MEASUREMENTS),
-    ("breaker_status", "text", False),
-    ("trip_count", "integer", False),
-    ("extra_measurements", "jsonb", False),
-    ("source_topic", "text", True),
-    ("source_partition", "integer", True),
-    ("source_offset", "bigint", True),
-)
-METADATA_COLUMNS = (
-    ("device_id", "text", True),
-    ("device_type", "text", False),
-    ("manufacturer", "text", False),
-    ("model", "text", False),
-    ("firmware_version", "text", False),
-    ("location", "text", False),
-    ("capabilities", "jsonb", False),
-    ("fdi_package_id", "text", False),
-    ("fdi_package_version", "text", False),
-    ("first_seen", "timestamptz", True),
-    ("last_seen", "timestamptz", True),
-)
-DATA_COLUMN_NAMES = tuple(name for name, _, _ in DATA_COLUMNS)
-DATA_COLUMN_TYPES = tuple(pg_type for _, pg_type, _ in DATA_COLUMNS)
+
+@dataclass(frozen=True)
+class BenchTables:
+    """What the benchmark's connector writes: table names and columns, read from the connector
+    file and its mapper (the `measurements` and `device_metadata` roles of smart_breaker)."""
+
+    connector: ConnectorConfig
+    measurements: ResolvedTarget
+    device_metadata: ResolvedTarget
+
+    @classmethod
+    def from_connector(cls, config: Path) -> "BenchTables":
+        connector = load_connector(config)
+        targets = resolve_targets(connector, build_mapper(connector, PluginRegistry()))
+        return cls(connector, targets["measurements"], targets["device_metadata"])
+
+    @property
+    def data(self) -> str:
+        return self.measurements.table
+
+    @property
+    def metadata(self) -> str:
+        return self.device_metadata.table
+
+    @property
+    def dead_letters(self) -> str:
+        return self.connector.dead_letter_table
+
+    @property
+    def batch_rows(self) -> int:
+        """The sink's rows per transaction at most (`batch.max_rows` of the connector file)."""
+        return self.connector.max_rows
+
+    @property
+    def written(self) -> tuple[str, ...]:
+        """Every table a section writes: the connector's, the offsets, the dead letters."""
+        return (self.data, self.metadata, OFFSETS_TABLE, self.dead_letters)
 
 
 def bench_dsn(admin_dsn: str, dbname: str = BENCH_DATABASE) -> str:
@@ -67,32 +84,59 @@ def drop_database(admin_dsn: str, dbname: str = BENCH_DATABASE) -> None:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
 
-def _column_list(columns) -> sql.Composed:
-    return sql.SQL(",\n    ").join(
-        sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(pg_type), sql.SQL(" NOT NULL" if not_null else ""))
-        for name, pg_type, not_null in columns)
+def timescaledb_available(dsn: str) -> bool:
+    """Whether the server can make hypertables (the extension is installed or installable)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone() \
+            is not None
 
 
-def create_tables(dsn: str) -> None:
-    data = sql.SQL("CREATE TABLE {} (\n    {},\n    ingested_at timestamptz NOT NULL DEFAULT now()\n)").format(
-        sql.Identifier(DATA_TABLE), _column_list(DATA_COLUMNS))
-    metadata = sql.SQL("CREATE TABLE {} (\n    {},\n    updated_at timestamptz NOT NULL DEFAULT now(),\n"
-                       "    PRIMARY KEY (device_id)\n)").format(sql.Identifier(METADATA_TABLE),
-                                                             _column_list(METADATA_COLUMNS))
+def create_tables(dsn: str, tables: BenchTables, schema_dir: Path, *, plain_postgres: bool) -> Plan:
+    """The connector's tables from the schema specs, then the framework's own tables (offsets, dead
+    letters) as the sink creates them, so pollers can read them before the sink starts."""
+    spec = load_schema(schema_dir)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(data)
-        conn.execute(metadata)
-        # The framework's own tables, as the sink would create them, so pollers can read them at once.
+        plan = apply_schema(conn, spec, tables={tables.data, tables.metadata}, plain_postgres=plain_postgres)
         conn.execute(CREATE_OFFSETS_TABLE)
-        conn.execute(create_dead_letter_table(DEAD_LETTER_TABLE))
+        conn.execute(create_dead_letter_table(tables.dead_letters))
+    return plan
 
 
-def reset_tables(dsn: str) -> None:
-    """Empty every table a section writes, so each section starts from the same state."""
+def table_facts(dsn: str, table: str) -> dict:
+    """How a table was made: its indexes (definitions) and whether it is a hypertable."""
+    with psycopg.connect(dsn) as conn:
+        indexes = [d for (d,) in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s "
+            "ORDER BY indexname", (table,))]
+        hypertable = False
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+            hypertable = conn.execute("SELECT 1 FROM timescaledb_information.hypertables "
+                                      "WHERE hypertable_name = %s", (table,)).fetchone() is not None
+    return {"table": table, "hypertable": hypertable, "indexes": indexes}
+
+
+def create_index_free_copy(dsn: str, source: str, name: str) -> None:
+    """A plain table with `source`'s columns, NOT NULLs and defaults, and no index at all."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        tables = (DATA_TABLE, METADATA_TABLE, OFFSETS_TABLE, DEAD_LETTER_TABLE)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
+            sql.Identifier(name), sql.Identifier(source)))
+
+
+def drop_table(dsn: str, name: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def truncate(dsn: str, tables: tuple[str, ...]) -> None:
+    """Empty the tables, then checkpoint, so each section starts from the same state."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
         checkpoint(conn)
+
+
+def reset_tables(dsn: str, tables: BenchTables) -> None:
+    truncate(dsn, tables.written)
 
 
 def checkpoint(conn: psycopg.Connection) -> None:
@@ -103,17 +147,17 @@ def checkpoint(conn: psycopg.Connection) -> None:
         pass  # not a superuser: the figures are a little noisier
 
 
-def count_rows(dsn: str, table: str = DATA_TABLE) -> int:
+def count_rows(dsn: str, table: str) -> int:
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
 
 
-def count_distinct_sources(dsn: str) -> int:
+def count_distinct_sources(dsn: str, table: str) -> int:
     """Rows with distinct Kafka coordinates: equals the row count when nothing was written twice."""
     with psycopg.connect(dsn) as conn:
         return conn.execute(sql.SQL(
             "SELECT count(*) FROM (SELECT DISTINCT source_topic, source_partition, source_offset FROM {}) s"
-        ).format(sql.Identifier(DATA_TABLE))).fetchone()[0]
+        ).format(sql.Identifier(table))).fetchone()[0]
 
 
 def stored_offsets(conn: psycopg.Connection, topic: str) -> dict[int, int]:
@@ -125,5 +169,9 @@ def stored_offsets(conn: psycopg.Connection, topic: str) -> dict[int, int]:
 def server_facts(dsn: str) -> dict:
     names = ("server_version", "shared_buffers", "synchronous_commit", "fsync", "wal_level", "max_wal_size")
     with psycopg.connect(dsn) as conn:
-        return {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
-                for name in names}
+        facts = {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+                 for name in names}
+        row = conn.execute("SELECT coalesce(installed_version, default_version) FROM pg_available_extensions "
+                           "WHERE name = 'timescaledb'").fetchone()
+    facts["timescaledb"] = row[0] if row else None
+    return facts

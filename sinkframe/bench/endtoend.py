@@ -89,7 +89,7 @@ def run_end_to_end(ctx: BenchContext, messages: int, *, workers: int = 1, profil
     with services.broker(ctx, name) as bootstrap:
         create_topic(bootstrap, topic, ctx.partitions)
         produced = produce_all(bootstrap, topic, messages)
-        database.reset_tables(ctx.dsn)
+        database.reset_tables(ctx.dsn, ctx.tables)
         postgres_cpu = procstats.CpuMeter(lambda: services.postgres_pids(ctx.dsn)).start()
         broker_cpu = procstats.CpuMeter(services.broker_pids).start()
         started = time.perf_counter()
@@ -127,10 +127,10 @@ def summarize(ctx: BenchContext, messages: int, produce_seconds: float, sinks: l
         "msgs_per_second_from_start": round(messages / (drain.done_at - drain.started_at)),
         "msgs_per_second_first_to_last_commit":
             round((messages - drain.committed_at_first) / first_to_last) if first_to_last > 0 else None,
-        "rows_counted": database.count_rows(ctx.dsn),
-        "rows_with_distinct_source": database.count_distinct_sources(ctx.dsn),
-        "device_metadata_rows": database.count_rows(ctx.dsn, database.METADATA_TABLE),
-        "dead_letters": database.count_rows(ctx.dsn, database.DEAD_LETTER_TABLE),
+        "rows_counted": database.count_rows(ctx.dsn, ctx.tables.data),
+        "rows_with_distinct_source": database.count_distinct_sources(ctx.dsn, ctx.tables.data),
+        "device_metadata_rows": database.count_rows(ctx.dsn, ctx.tables.metadata),
+        "dead_letters": database.count_rows(ctx.dsn, ctx.tables.dead_letters),
         "peak_rss_mb": round(peaks[0] / 1024, 1) if peaks else None,
         "peak_rss_mb_per_process": [round(p / 1024, 1) for p in peaks],
         "cpu_seconds": cpu,

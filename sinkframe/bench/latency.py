@@ -67,10 +67,10 @@ def latency_fleet() -> Fleet:
                  out_of_order_rate=0.0, malformed_rate=0.0)
 
 
-def committed_rows(dsn: str) -> list[tuple[int, int, float, float]]:
+def committed_rows(dsn: str, table: str) -> list[tuple[int, int, float, float]]:
     """(partition, offset, message time, ingested_at) of every row, times as epoch seconds."""
     query = sql.SQL("SELECT source_partition, source_offset, extract(epoch FROM time)::float8, "
-                    "extract(epoch FROM ingested_at)::float8 FROM {}").format(sql.Identifier(database.DATA_TABLE))
+                    "extract(epoch FROM ingested_at)::float8 FROM {}").format(sql.Identifier(table))
     with psycopg.connect(dsn) as conn:
         return conn.execute(query).fetchall()
 
@@ -102,7 +102,7 @@ def run_latency(ctx: BenchContext, rate: float, seconds: float) -> dict:
     topic = unique_topic("latency")
     with services.broker(ctx, "latency") as bootstrap:
         create_topic(bootstrap, topic, ctx.partitions)
-        database.reset_tables(ctx.dsn)
+        database.reset_tables(ctx.dsn, ctx.tables)
         sink = SinkProcess(ctx.config, env=services.sink_env(ctx, bootstrap, topic),
                            log_path=ctx.log_path("latency")).start()
         poller = OffsetPoller(ctx.dsn, topic)
@@ -121,13 +121,13 @@ def run_latency(ctx: BenchContext, rate: float, seconds: float) -> dict:
             poller.halt.set()
             sink.stop()
             poller.join(5)
-    visible, txn_start, missing = latencies(committed_rows(ctx.dsn), poller.seen)
+    visible, txn_start, missing = latencies(committed_rows(ctx.dsn, ctx.tables.data), poller.seen)
     return {
         "offered_rate": rate,
         "achieved_rate": round(report.rate),
         "seconds": seconds,
         "messages": report.delivered,
-        "rows_counted": database.count_rows(ctx.dsn),
+        "rows_counted": database.count_rows(ctx.dsn, ctx.tables.data),
         "never_seen_committed": missing,
         "visible": percentiles(visible),
         "transaction_start": percentiles(txn_start),

@@ -10,6 +10,7 @@ from typing import Iterator
 import psycopg
 
 from sinkframe.bench import procstats
+from sinkframe.bench.database import BenchTables
 from sinkframe.devservices import TansuBroker
 
 # Tansu delays the first group assignment by about half the session timeout; the
@@ -22,9 +23,12 @@ class BenchContext:
     admin_dsn: str
     dsn: str
     config: Path
+    tables: BenchTables
+    schema_dir: Path
+    plain_postgres: bool  # the server has no TimescaleDB: plain tables and indexes
     partitions: int
     workdir: Path
-    bootstrap: str | None = None  # a broker given by the user (REDPANDA_BROKERS); else Tansu per section
+    bootstrap: str | None = None  # a broker given by the user (SINKFRAME_BENCH_BROKERS); else Tansu per section
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -41,18 +45,24 @@ def broker(ctx: BenchContext, name: str) -> Iterator[str]:
 
 
 def sink_env(ctx: BenchContext, bootstrap: str, topic: str) -> dict[str, str]:
-    """The environment of `sinkframe run`: its documented variables, nothing benchmark-specific."""
+    """The environment of `sinkframe run`: its documented variables, nothing benchmark-specific.
+    The sink applies the schema from `schema_dir` when it starts, as it does for users."""
     env = {
         "REDPANDA_BROKERS": bootstrap,
         "SINKFRAME_DATABASE_URL": ctx.dsn,
-        "SINKFRAME_APPLY_SCHEMA": "0",
+        "SINKFRAME_SCHEMA_DIR": str(ctx.schema_dir),
         "SMART_BREAKER_TOPIC": topic,
         "SINKFRAME_LOG_LEVEL": "INFO",
         "SINKFRAME_LOG_FORMAT": "text",
-        "SINKFRAME_KAFKA_SESSION_TIMEOUT_MS": os.environ.get("SINKFRAME_KAFKA_SESSION_TIMEOUT_MS",
-                                                             SESSION_TIMEOUT_MS),
+        "SINKFRAME_KAFKA_SESSION_TIMEOUT_MS": session_timeout_ms(),
     }
+    if ctx.plain_postgres:
+        env["SINKFRAME_PLAIN_POSTGRES"] = "1"
     return env
+
+
+def session_timeout_ms() -> str:
+    return os.environ.get("SINKFRAME_KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS)
 
 
 def broker_pids() -> list[int]:

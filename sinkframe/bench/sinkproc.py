@@ -1,4 +1,4 @@
-"""`sinkframe run` as a child process, watched from outside as a user would run it.
+"""`sinkframe run` (and the Quix app) as child processes, watched from outside as a user would run them.
 
 The benchmark never times the sink from inside: it starts the real command, reads
 its log lines (to see when partitions were assigned), samples its memory and CPU
@@ -39,46 +39,40 @@ def cli_supports_workers() -> bool:
     return any(param.name == "workers" for param in run.params)
 
 
-class SinkProcess:
-    """One `sinkframe run` process (which may have worker children)."""
+class ChildProcess:
+    """A child process watched from outside: its stderr lines are stamped with the time they were
+    read (perf_counter) and kept in a log file, its memory and CPU are read from /proc."""
 
-    def __init__(self, config: Path, *, env: Mapping[str, str], log_path: Path, idle_exit: float = IDLE_EXIT,
-                 workers: int | None = None, profile_path: Path | None = None):
-        self.args = [*sink_command(), "run", str(config), "--exit-when-idle", str(idle_exit)]
-        if workers is not None:
-            self.args += ["--workers", str(workers)]
+    def __init__(self, args: list[str], *, env: Mapping[str, str], log_path: Path):
+        self.args = args
         self.env = {**os.environ, **env}
         self.log_path = log_path
-        self.profile_path = profile_path
         self.proc: subprocess.Popen | None = None
         self.started_at: float | None = None
-        self.assigned_at: list[float] = []  # perf_counter time of each "assigned <partitions>" log line
         self.peak_rss_kib: dict[int, int] = {}
-        self._profiler: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(self) -> "SinkProcess":
+    def start(self):
         self.started_at = time.perf_counter()
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
-        self._reader = threading.Thread(target=self._read_log, name="bench-sink-log", daemon=True)
+        self._reader = threading.Thread(target=self._read_log, name="bench-child-log", daemon=True)
         self._reader.start()
         return self
+
+    def on_line(self, now: float, line: str) -> None:
+        """Called for every stderr line, in the reader thread."""
 
     def _read_log(self) -> None:
         with open(self.log_path, "a", encoding="utf-8") as log:
             for line in self.proc.stderr:
                 now = time.perf_counter()
                 log.write(f"[+{now - self.started_at:8.3f}s] {line}")
-                if ": assigned " in line and ": assigned nothing" not in line:
-                    self.assigned_at.append(now)
-                    if self.profile_path is not None and self._profiler is None:
-                        # Attach once the interpreter is up and consuming: the profile is of the work.
-                        self._profiler = start_profiler(self.proc.pid, self.profile_path)
+                self.on_line(now, line)
 
     def processes(self) -> list[int]:
         if self.proc is None or self.proc.poll() is not None:
@@ -100,7 +94,7 @@ class SinkProcess:
         return totals
 
     def stop(self, timeout: float = 30) -> int:
-        """SIGTERM (the sink finishes its batches in flight and exits), then SIGKILL after `timeout`."""
+        """SIGTERM (finish the work in flight and exit), then SIGKILL after `timeout`."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -110,6 +104,36 @@ class SinkProcess:
             code = self.proc.wait()
         if self._reader is not None:
             self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class SinkProcess(ChildProcess):
+    """One `sinkframe run` process (which may have worker children)."""
+
+    def __init__(self, config: Path, *, env: Mapping[str, str], log_path: Path, idle_exit: float = IDLE_EXIT,
+                 workers: int | None = None, profile_path: Path | None = None):
+        args = [*sink_command(), "run", str(config), "--exit-when-idle", str(idle_exit)]
+        if workers is not None:
+            args += ["--workers", str(workers)]
+        super().__init__(args, env=env, log_path=log_path)
+        self.profile_path = profile_path
+        self.assigned_at: list[float] = []  # perf_counter time of each "assigned <partitions>" log line
+        self._profiler: subprocess.Popen | None = None
+
+    def on_line(self, now: float, line: str) -> None:
+        if ": assigned " in line and ": assigned nothing" not in line:
+            self.assigned_at.append(now)
+            if self.profile_path is not None and self._profiler is None:
+                # Attach once the interpreter is up and consuming: the profile is of the work.
+                self._profiler = start_profiler(self.proc.pid, self.profile_path)
+
+    def stop(self, timeout: float = 30) -> int:
+        code = super().stop(timeout)
         if self._profiler is not None:
             try:
                 self._profiler.wait(30)
@@ -118,9 +142,7 @@ class SinkProcess:
         return code
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().kill()
         if self._profiler is not None and self._profiler.poll() is None:
             self._profiler.terminate()
 

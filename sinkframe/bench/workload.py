@@ -29,7 +29,9 @@ DEVICES = 1_000
 POOL_SIZE = 4_096
 METADATA_EVERY = 10  # as the simulator's default: a device's first message, then every tenth
 STATUSES = ("closed", "closed", "closed", "open", "tripped")
-BASE_TIME = datetime(2025, 1, 1, tzinfo=timezone.utc)
+# Today, midnight UTC: the rows land in the current chunk, as live telemetry does, and on
+# TimescaleDB no retention or compression policy of the schema touches them during a run.
+BASE_TIME = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 PRODUCER_SETTINGS = {
     "linger.ms": 20,
@@ -76,7 +78,7 @@ FDI_PACKAGE = {"package_id": "fdi-smart-breaker", "version": "1.4.0"}
 
 
 def message(i: int) -> dict:
-    """Message number i, of device i % DEVICES, measured at a fixed base time + i ms."""
+    """Message number i, of device i % DEVICES, measured at BASE_TIME + i ms."""
     value = {
         "device_id": device_id(i),
         "timestamp": (BASE_TIME + timedelta(milliseconds=i)).isoformat(timespec="milliseconds"),

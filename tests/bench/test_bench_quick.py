@@ -10,9 +10,14 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from sinkframe.bench import profile
+from sinkframe.bench.ceiling import INDEX_FREE_ROWS_PER_TRANSACTION
+from sinkframe.bench.database import BenchTables
 from sinkframe.bench.latency import latencies, percentiles
-from sinkframe.bench.suite import SECTIONS
+from sinkframe.bench.quix import FIRST_MESSAGE, QuixProcess, quix_python
+from sinkframe.bench.suite import SECTIONS, TARGETS, check_targets, default_config, default_schema_dir
 from sinkframe.cli import cli
+from sinkframe.schema import load_schema
+from sinkframe.schema.spec import canonical_type
 
 
 @pytest.mark.slow
@@ -29,27 +34,84 @@ def test_quick_bench_counts_every_message_and_writes_every_section(tmp_path, pos
     assert result.exit_code == 0, result.output
     assert "targets:" in result.output
 
+    assert "secondary: index-free table" in result.output and "NOT what users run" in result.output
+
     results = json.loads(output.read_text())
     assert set(SECTIONS) <= set(results)
     options = results["options"]
     assert options["quick"] is True
     messages = options["messages"]
+    tables = BenchTables.from_connector(default_config())
 
-    assert results["ceiling"]["rows_counted"] == messages
+    # The tables are the schema module's, indexes included; the ceiling writes the sink's batch size.
+    declared = load_schema(default_schema_dir()).tables[tables.data].indexes
+    made = results["tables"][tables.data]["indexes"]
+    assert declared and all(any(index.name in definition for definition in made) for index in declared)
+    ceiling = results["ceiling"]
+    assert ceiling["table"] == tables.data and ceiling["indexes"] == made
+    assert ceiling["rows_counted"] == messages
+    assert ceiling["rows_per_transaction"] == tables.batch_rows == results["tables"]["batch_max_rows"]
+    index_free = results["ceiling_index_free"]
+    assert index_free["indexes"] == [] and index_free["table"] != tables.data
+    assert index_free["rows_counted"] == messages
+    assert index_free["rows_per_transaction"] == INDEX_FREE_ROWS_PER_TRANSACTION
+
     e2e = results["end_to_end"]
     assert e2e["rows_counted"] == e2e["rows_with_distinct_source"] == e2e["messages"] == messages
     assert e2e["dead_letters"] == 0 and e2e["exit_codes"] == [0]
     assert e2e["device_metadata_rows"] > 0
     assert e2e["peak_rss_mb"] > 0
+
+    quix = results["quix"]
+    if quix_python()[0] is None:
+        assert "quixstreams" in quix["skipped"]
+        assert "not measured" in result.output
+    else:
+        assert quix["rows_counted"] == quix["rows_with_distinct_source"] == quix["messages"] == messages
+        assert quix["exit_code"] == 0 and quix["msgs_per_second"] > 0 and quix["writes"] >= options["partitions"]
+        assert quix["versions"]["quixstreams"]
+
     assert results["naive"]["rows_counted"] == options["baseline_messages"]
     latency = results["latency"]
     assert latency["rows_counted"] == latency["messages"] > 0
     assert latency["never_seen_committed"] == 0
     assert {"p50_ms", "p99_ms"} <= set(latency["visible"])
     assert results["workers"]["2"]["rows_counted"] == messages
-    assert {t["target"] for t in results["targets"]} == {"ratio_to_ceiling", "times_naive", "latency_p99_ms",
-                                                         "peak_rss_mb"}
+    checks = {t["target"]: t for t in results["targets"]}
+    assert set(checks) == {t.name for t in TARGETS}
+    assert checks["ratio_to_ceiling"]["measured"] == round(e2e["msgs_per_second"] / ceiling["rows_per_second"], 3)
+    assert checks["peak_rss_mb"]["met"] is True
     assert results["machine"]["cpu_count"] >= 1
+
+
+def test_the_benchmark_writes_the_columns_the_schema_declares():
+    tables = BenchTables.from_connector(default_config())
+    spec = load_schema(default_schema_dir())
+    for target in (tables.measurements, tables.device_metadata):
+        declared = {c.name: c.type for c in spec.tables[target.table].columns}
+        assert {c.name: canonical_type(c.pg_type) for c in target.target.columns}.items() <= declared.items()
+
+
+def test_a_target_not_measured_is_neither_met_nor_missed():
+    results = {"ceiling": {"rows_per_second": 100_000}, "end_to_end": {"msgs_per_second": 80_000, "peak_rss_mb": 120},
+               "workers": {"skipped": "--no-workers-compare"}, "quix": {"skipped": "not installed"},
+               "latency": {"visible": {"p99_ms": 600.0}}}
+    checks = {t["target"]: (t["measured"], t["met"]) for t in check_targets(results)}
+    assert checks == {"ratio_to_ceiling": (0.8, True), "workers_2_ratio_to_ceiling": (None, None),
+                      "times_quix": (None, None), "latency_p99_ms": (600.0, False), "peak_rss_mb": (120, True)}
+
+
+def test_quix_rows_are_counted_from_the_sinks_write_log_lines(tmp_path):
+    app = QuixProcess("python", [], log_path=tmp_path / "quix.log")
+    line = "[2026-12-01 19:22:02,446] [INFO] [quixstreams] : Successfully wrote records to tables; " \
+           "table row counts: {'smart_breaker_data': %d}\n"
+    app.on_line(1.0, "[2026-12-01 19:21:56,330] [INFO] [quixstreams] : The application started\n")
+    app.on_line(2.0, f"[2026-12-01 19:21:57,001] [INFO] [quixstreams.bench] : {FIRST_MESSAGE}\n")
+    app.on_line(7.0, line % 5000)
+    app.on_line(7.5, line % 1234)
+    assert app.first_message_at == 2.0
+    assert app.writes == [(7.0, 5000), (7.5, 6234)] and app.written() == (7.5, 6234)
+    assert app.errors == []
 
 
 def test_latency_is_measured_to_the_first_poll_that_saw_the_row_committed():
