@@ -3,11 +3,18 @@
 A mapper is one class: a `name`, a JSON Schema for its own config, the tables it
 writes (`targets`) and a pure `map(record)` that turns one decoded message into
 rows. It does no I/O, so it can be tested without a broker or a database.
+
+The framework calls `map_batch(RecordBatch)` (sinkframe.mapping.batch); its
+default runs `map()` on each record, and a mapper with a columnar fast path
+overrides it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, NamedTuple
+
+if TYPE_CHECKING:
+    from sinkframe.mapping.batch import MappedBatch, RecordBatch
 
 
 class KafkaRecord(NamedTuple):
@@ -90,3 +97,13 @@ class Mapper:
     def map(self, record: KafkaRecord) -> Iterable[MappedRow]:
         raise NotImplementedError
 
+    def map_batch(self, batch: "RecordBatch") -> "MappedBatch":
+        """Map a batch of raw records: by default, decode each and call `map()` on it.
+
+        Override it for a columnar fast path; send the records it cannot take
+        through `sinkframe.mapping.batch.map_each`, which gives each one exactly
+        what `map()` gives it.
+        """
+        from sinkframe.mapping.batch import map_each
+
+        return map_each(self, batch)

@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sinkframe.settings import redact_dsn, redact_error
+from sinkframe.pipeline.stats import ConnectorState
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def error_line(err: Exception, dsn: str) -> str:
 
 def connector_states(pipeline) -> dict[str, dict]:
     return {task.stats.connector: {
-        "state": task.stats.state,
+        "state": str(task.stats.state),
         "assigned_partitions": list(task.stats.assigned),
         "paused": task.stats.paused,
         **({"failure": str(task.failure)} if task.failure is not None else {}),
@@ -147,7 +148,7 @@ def connector_states(pipeline) -> dict[str, dict]:
 
 def liveness(pipeline) -> tuple[bool, dict]:
     connectors = connector_states(pipeline)
-    failed = [name for name, c in connectors.items() if c["state"] == "failed"]
+    failed = [name for name, c in connectors.items() if c["state"] == ConnectorState.FAILED]
     body = {"status": "failed" if failed else "ok" if pipeline else "starting",
             "reasons": [f"connector {name} failed: {connectors[name].get('failure', '')}" for name in failed],
             "connectors": connectors}
@@ -164,7 +165,7 @@ def readiness(pipeline, probe: DatabaseProbe | None) -> tuple[bool, dict]:
         reasons.append(f"database unreachable: {db_reason}")
     connectors = connector_states(pipeline)
     for name, c in connectors.items():
-        if c["state"] != "running":
+        if c["state"] != ConnectorState.RUNNING:
             reasons.append(f"connector {name} is {c['state']}")
     return not reasons, {"status": "ready" if not reasons else "not ready", "reasons": reasons,
                          "database": {"ok": db_ok, "detail": db_reason}, "connectors": connectors}

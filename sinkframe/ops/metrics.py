@@ -24,8 +24,9 @@ from prometheus_client.registry import Collector
 from sinkframe import __version__
 from sinkframe.ops.health import DatabaseProbe
 from sinkframe.ops.kafka import WatermarkPoller
+from sinkframe.pipeline.stats import ConnectorState
 
-STATES = ("starting", "running", "waiting-for-database", "stopping", "stopped", "failed")
+STATES = tuple(state.value for state in ConnectorState)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -106,7 +107,7 @@ def partition_positions(tasks, watermarks: WatermarkPoller | None) -> Iterator[P
     """
     for task in tasks:
         s = task.stats
-        offsets = dict(s.committed_offsets)
+        offsets = dict(s.stored_offsets)
         for partition in s.assigned:
             stored = offsets.get(partition)
             marks = watermarks.high(s.topic, partition) if watermarks is not None else None

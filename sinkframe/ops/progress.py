@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import TextIO
+from sinkframe.pipeline.stats import ConnectorState
 
 log = logging.getLogger("sinkframe.progress")
 
@@ -46,7 +47,7 @@ def human(n: float) -> str:
 
 def describe(before: Totals, now: Totals, lag: int | None) -> dict:
     seconds = max(now.at - before.at, 1e-9)
-    waiting = sum(1 for s in now.states if s == "waiting-for-database")
+    waiting = sum(1 for s in now.states if s == ConnectorState.WAITING_FOR_DATABASE)
     return {
         "msgs_per_s": (now.messages - before.messages) / seconds,
         "rows_per_s": (now.rows - before.rows) / seconds,
@@ -55,7 +56,7 @@ def describe(before: Totals, now: Totals, lag: int | None) -> dict:
         "dead_letters": now.dead_letters,
         "messages": now.messages,
         "rows": now.rows,
-        "running": sum(1 for s in now.states if s == "running"),
+        "running": sum(1 for s in now.states if s == ConnectorState.RUNNING),
         "connectors": len(now.states),
         "waiting_for_database": waiting,
     }

@@ -80,7 +80,7 @@ def dead_letter_params(connector: str, d: DeadLetter) -> tuple:
                          for k, v in d.headers])
     # text and jsonb cannot hold NUL; the raw key and value are kept intact as bytea.
     return (connector, d.topic, d.partition, d.offset, ts, d.key, d.value, headers,
-            d.stage, d.error_class, _no_nul(d.message), d.sqlstate)
+            d.stage, d.error_class, _no_nul(d.error_message), d.sqlstate)
 
 
 def _no_nul(text):
@@ -103,7 +103,7 @@ def dead_letter_headers(connector: str, d: DeadLetter) -> list[tuple[str, bytes]
         "connector": connector,
         "error.stage": d.stage,
         "error.class": d.error_class,
-        "error.message": d.message,
+        "error.message": d.error_message,
         "error.sqlstate": d.sqlstate,
         "original.topic": d.topic,
         "original.partition": str(d.partition),

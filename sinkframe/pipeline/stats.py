@@ -8,6 +8,21 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
+
+
+class ConnectorState(str, Enum):
+    """Where a connector is in its life; the value is what metrics, health and status show."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    WAITING_FOR_DATABASE = "waiting-for-database"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -23,13 +38,13 @@ class ConnectorStats:
     dead_letters: int = 0
     write_retries: int = 0
     fenced: int = 0
-    committed_offsets: dict = field(default_factory=dict)  # partition -> next offset stored in DB
+    stored_offsets: dict = field(default_factory=dict)  # partition -> next offset the database holds
     newest_event_ms: int | None = None
     last_write_at: float | None = None
     assigned: tuple = ()
     assignments: int = 0  # rebalances that gave this connector partitions (0: not joined yet)
-    paused: bool = False
-    state: str = "starting"  # starting, running, waiting-for-database, stopping, stopped, failed
+    paused: bool = False  # fetching paused: the writer is busy (database unavailable) or fenced
+    state: ConnectorState = ConnectorState.STARTING
     started_at: float = field(default_factory=time.time)
 
     def record_batch(self, *, messages: int, rows: dict[str, int], dead_letters: int,
@@ -40,7 +55,7 @@ class ConnectorStats:
         self.batches += 1
         self.batch_seconds_total += seconds
         self.last_batch_seconds = seconds
-        self.committed_offsets.update(next_offsets)
+        self.stored_offsets.update(next_offsets)
         if newest_ms is not None and (self.newest_event_ms is None or newest_ms > self.newest_event_ms):
             self.newest_event_ms = newest_ms
         self.last_write_at = time.time()

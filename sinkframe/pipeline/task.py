@@ -1,58 +1,69 @@
-"""ConnectorTask: one consumer thread per connector.
+"""ConnectorTask: one consumer thread per connector, and the framework side of the sink.
 
-Its loop is the whole pipeline for one topic:
-poll -> decode -> validate -> map -> add to batch -> (batch full or old enough)
--> write rows, dead letters and offsets in one transaction -> commit offsets to
-Kafka for lag tools.
+As Kafka Connect splits WorkerSinkTask (the consumer loop, offsets,
+rebalances) from the plugin's SinkTask (put / flush), the parts are:
+
+- this module: the consumer loop. It polls, hands the records to the
+  `BatchBuilder` (skip what the database holds, map as a batch, add), hands a
+  full or old enough batch to the `WriteStage`, applies each completion
+  (positions, Kafka commit, stats, rewinds) and serves rebalance callbacks;
+- `PartitionPositions` (positions.py): what the database holds per partition;
+- `WriteStage` (writestage.py): the writer thread, one batch in flight.
+
+The consumer thread builds batch N+1 while the writer thread writes batch N.
+Exactly once rests on four rules kept here:
+1. a batch is handed over only after the previous one's completion is applied,
+   so each write expects the offsets the previous one stored (compare-and-set);
+2. a batch that was not written (abandoned, fenced) takes the batch being built
+   with it, and the partitions are re-read from the first record not written;
+3. a revocation waits for the write in flight (which gives up if it is waiting
+   for the database) before the partitions go;
+4. while the writer cannot keep up (the database is down), the consumer pauses
+   its partitions and keeps calling `consume()`, which serves rebalance callbacks
+   and keeps it in the group however long the outage lasts; memory stays bounded
+   by two batches plus librdkafka's queue.
 
 A record that fails a stage is poison: with `errors.tolerance: all` it becomes a
 dead letter (table and/or topic) and the stream goes on; with `none` the
 connector writes what came before it and stops, naming the record.
-
-While the database is unavailable the task keeps its batch, pauses fetching (so
-memory stays bounded by one batch plus librdkafka's queue) and keeps calling
-`consume()`, which serves rebalance callbacks and keeps this member in the
-group however long the outage lasts.
-
-Only this thread touches the consumer and the batch. Rebalance callbacks run
-inside `consume()`, on this thread, between writes; so a revocation can never
-interrupt a write. It drops the unwritten batch, and whoever owns the partitions
-next starts from the offsets stored in the database.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from sinkframe.config.connector import ConnectorConfig
-from sinkframe.errors import ConnectorFailed, PartitionFenced, RecordError, RetriableWriteError
-from sinkframe.mapping.base import KafkaRecord, Mapper
-from sinkframe.pipeline.batch import Batch
+from sinkframe.errors import ConnectorFailed
+from sinkframe.mapping.base import Mapper
+from sinkframe.pipeline.batch import Batch, BatchBuilder
 from sinkframe.pipeline.deadletter import DeadLetterProducer, dead_letter_for
-from sinkframe.pipeline.decode import decode_json_object
-from sinkframe.pipeline.stats import ConnectorStats
+from sinkframe.pipeline.positions import PartitionPositions
+from sinkframe.pipeline.stats import ConnectorState, ConnectorStats
 from sinkframe.pipeline.validation import MessageValidator
-from sinkframe.pipeline.writer import BatchWriter, WriteOutcome
+from sinkframe.pipeline.writer import BatchWriter
+from sinkframe.pipeline.writestage import Completion, WriteStage, backoff_seconds
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 5.0  # the database is retried at least this often while it is down
+# How long a full batch waits for a busy writer before the consumer pauses
+# fetching and polls for rebalance callbacks meanwhile. A normal write takes
+# well under this; pausing on every batch would throw away librdkafka's prefetch.
+PAUSE_AFTER_SECONDS = 1.0
 
 # librdkafka defaults for a sink (each can be overridden; docs/reliability.md):
 # - the prefetch queue bounded below librdkafka's (64 MB, 100k messages per
-#   partition): with a batch of max_rows messages held in Python, this is the rest
-#   of what a backlog can occupy;
+#   partition): with two batches of max_rows messages held in Python, this is the
+#   rest of what a backlog can occupy;
 # - fetch.queue.backoff.ms: once a fetch overshoots that bound librdkafka waits
 #   this long before fetching again; its default (1000 ms) left the sink idle for
-#   two thirds of the time in the benchmark (docs/benchmark.md);
+#   most of the time in the benchmark (docs/benchmark.md);
 # - fetch.wait.max.ms: how long the broker may hold a fetch waiting for data.
-#   A message can wait that long under light load; with 10 ms (and batches of
-#   at most 100 ms) p99 end-to-end latency at 20k msgs/s fell from 1.12 s to
-#   0.69 s in the benchmark, at the price of more empty fetches when idle.
+#   A message can wait that long under light load; a short wait keeps the
+#   end-to-end latency low, at the price of more empty fetches when idle.
 CONSUMER_DEFAULTS = {
     "queued.max.messages.kbytes": "16384",
     "queued.min.messages": "20000",
@@ -60,11 +71,6 @@ CONSUMER_DEFAULTS = {
     "fetch.queue.backoff.ms": "20",
     "fetch.wait.max.ms": "10",
 }
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Wait before retry `attempt` (1, 2, ...) against an unavailable database: 0.5 s doubling."""
-    return min(0.5 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
 
 
 def consumer_properties(base: Mapping[str, str], connector: ConnectorConfig) -> dict[str, str]:
@@ -95,19 +101,18 @@ class ConnectorTask:
         self.stats = ConnectorStats(connector.name, connector.topic)
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self.run, name=f"connector-{connector.name}", daemon=True)
+        self.positions = PartitionPositions(connector.name, connector.topic)
+        validator = MessageValidator(connector.message_schema) if connector.message_schema else None
+        self.builder = BatchBuilder(connector.topic, mapper, positions=self.positions,
+                                    dead_letter_for=dead_letter_for,
+                                    validate=validator.validate if validator else None,
+                                    tolerate=connector.tolerance == "all")
         self._consumer: Consumer | None = None
-        self._believed: dict[int, int | None] = {}  # partition -> next offset we know the DB holds
-        # partition -> first offset read since it was assigned: where to go back to if
-        # the database turns out to hold nothing of it (it lost its last commits).
-        self._first_read: dict[int, int] = {}
-        self._skipping: dict[int, int | None] = {}  # partition -> stored offset last warned about
-        self._batch = self._new_batch()
-        self._batch_dropped = False
+        self._stage: WriteStage | None = None
         self._max_wait = connector.max_wait_ms / 1000
         self._load_db_offsets = db_offsets or writer.stored_offsets
-        self._validator = MessageValidator(connector.message_schema) if connector.message_schema else None
         self._dead_letter_topic: DeadLetterProducer | None = None
-        self.skipped_stored = 0  # records read again behind the stored offset, and skipped
+        self._revoking: set[int] = set()
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -118,49 +123,67 @@ class ConnectorTask:
 
     def has_unwritten(self) -> bool:
         """Whether messages were consumed that are not written yet."""
-        return bool(self._batch)
+        return bool(self.builder.batch) or (self._stage is not None and self._stage.busy())
+
+    @property
+    def skipped_stored(self) -> int:
+        return self.positions.skipped_stored
 
     def run(self) -> None:
         try:
             if self.connector.tolerance == "all" and self.connector.dead_letter_topic:
                 self._dead_letter_topic = DeadLetterProducer(
                     self.kafka, topic=self.connector.dead_letter_topic, connector=self.connector.name)
+            self._stage = WriteStage(self.writer, self.stats, tolerate=self.connector.tolerance == "all",
+                                     before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None)
+            self._stage.open()
             self._consumer = Consumer(self.kafka, logger=logging.getLogger("sinkframe.kafka"))
             self._consumer.subscribe([self.connector.topic], on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
-            self.stats.state = "running"
+            self.stats.state = ConnectorState.RUNNING
             while not self.stop_event.is_set():
                 self._poll()
-                if self._batch and (self._batch.messages >= self.connector.max_rows
-                                    or self._batch.age() >= self._max_wait):
-                    self._flush()
-            self.stats.state = "stopping"
-            self._flush()  # write what is in flight before leaving
-            self.stats.state = "stopped"
+                self._collect(timeout=0)
+                if self._due():
+                    self._hand_over()
+            self.stats.state = ConnectorState.STOPPING
+            self._write_everything()
+            self.stats.state = ConnectorState.STOPPED
         except BaseException as err:  # the runner reports it and stops the process
             self.failure = err
-            self.stats.state = "failed"
+            self.stats.state = ConnectorState.FAILED
             log.error("connector %s stopped: %s", self.connector.name, err)
         finally:
-            if self._consumer is not None:
-                try:
-                    self._consumer.close()
-                except (KafkaException, RuntimeError) as err:
-                    log.warning("connector %s: closing the consumer: %s", self.connector.name, err)
-            if self._dead_letter_topic is not None:
-                self._dead_letter_topic.close()
+            self._close()
+
+    def _close(self) -> None:
+        if self._stage is not None:
+            self._stage.close()
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as err:
+                log.warning("connector %s: closing the consumer: %s", self.connector.name, err)
+        if self._dead_letter_topic is not None:
+            self._dead_letter_topic.close()
 
     # -- consuming ------------------------------------------------------------------
     def _poll(self) -> None:
-        remaining = self._max_wait - self._batch.age() if self._batch else self._max_wait
+        batch = self.builder.batch
+        remaining = self._max_wait - batch.age() if batch else self._max_wait
         timeout = min(max(remaining, 0.005), 0.25)
-        wanted = max(1, min(self.connector.max_rows - self._batch.messages, 10_000))
+        wanted = min(self.connector.max_rows - batch.messages, 10_000)
+        if wanted <= 0:  # full, and the writer is busy: wait for it in _hand_over
+            return
+        messages = []
         for message in self._consumer.consume(num_messages=wanted, timeout=timeout):
             error = message.error()
-            if error is not None:
+            if error is None:
+                messages.append(message)
+            else:
                 self._on_kafka_error(error)
-                continue
-            self._add(message)
+        if messages:
+            self._add(messages)
 
     def _on_kafka_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -169,149 +192,27 @@ class ConnectorTask:
             raise ConnectorFailed(f"connector {self.connector.name}: fatal Kafka error: {error.str()}")
         log.warning("connector %s: Kafka: %s", self.connector.name, error.str())
 
-    def _add(self, message) -> None:
-        partition, offset = message.partition(), message.offset()
-        if offset < (self._believed.get(partition) or 0):
-            self._skip_stored(message)
-            return
-        ts_type, ts = message.timestamp()
-        timestamp_ms = ts if ts_type != 0 else None  # 0 = TIMESTAMP_NOT_AVAILABLE
-        batch = self._batch
-        try:
-            value = decode_json_object(message.value())
-            if self._validator is not None:
-                self._validator.validate(value)
-            record = KafkaRecord(message.topic(), partition, offset, timestamp_ms, message.key(), value)
-            try:
-                mapped = self.mapper.map(record)
-                if not isinstance(mapped, (list, tuple)):
-                    mapped = list(mapped)  # a generator must fail here, not half-way into the batch
-            except Exception as err:  # any plugin exception makes this record poison
-                raise RecordError("map", f"{type(err).__name__}: {err}") from err
-            rows, origins = batch.rows, batch.origins
-            for role, values in mapped:
-                rows[role].append(values)
-                origins[role].append((partition, offset))
-            if mapped:
-                batch.sources.append(message)  # for a dead letter, should the database refuse its rows
-        except RecordError as err:
-            self._poison(message, err)
-        batch.note_message(partition, offset, timestamp_ms)
-
-    def _skip_stored(self, message) -> None:
-        """A record the database already holds: the consumer was reset behind the stored offset.
-
-        librdkafka resets an out-of-range position by auto.offset.reset (a topic
-        recreated, a broker that lost data); the stored offset says what is written.
-        """
-        if self._skipping.get(message.partition()) != self._believed.get(message.partition()):
-            self._skipping[message.partition()] = self._believed.get(message.partition())
-            log.warning("connector %s: %s[%d]@%d is before the stored offset %d (the consumer was reset); "
-                        "skipping records the database already holds", self.connector.name, message.topic(),
-                        message.partition(), message.offset(), self._believed.get(message.partition()))
-        self.skipped_stored += 1
-
-    def _poison(self, message, err: RecordError) -> None:
-        where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
-        cause = err.__cause__ or err
-        self.stats.errors_by_stage[(err.stage, type(cause).__name__)] += 1
-        if self.connector.tolerance == "none":
+    def _add(self, messages: list) -> None:
+        before = len(self.builder.batch.dead_letters)
+        stop = self.builder.add(messages)
+        for letter in self.builder.batch.dead_letters[before:]:
+            self._count_poison(letter.stage, letter.error_class)
+            log.warning("connector %s: %s: %s failed, dead-lettered: %s", self.connector.name,
+                        letter.coordinates, letter.stage, letter.error_message)
+        if stop is not None:
+            message, rejection = stop
+            self._count_poison(rejection.stage, rejection.error_class)
             # Commit the good records before this one, then stop: nothing past the
             # last good record is committed, and the bad one is re-read after a fix.
-            self._flush()
-            raise ConnectorFailed(f"connector {self.connector.name}: {where}: {err.stage} failed: "
-                                  f"{err.reason} (errors.tolerance is none)")
-        log.warning("connector %s: %s: %s failed, dead-lettered: %s",
-                    self.connector.name, where, err.stage, err.reason)
-        self._batch.dead_letters.append(
-            dead_letter_for(message, err.stage, type(cause).__name__, err.reason, err.sqlstate))
+            self._write_everything()
+            raise ConnectorFailed(f"connector {self.connector.name}: {message.topic()}[{message.partition()}]@"
+                                  f"{message.offset()}: {rejection.stage} failed: {rejection.reason} "
+                                  "(errors.tolerance is none)")
 
-    # -- writing --------------------------------------------------------------------
-    def _flush(self) -> None:
-        batch = self._batch
-        if not batch:
-            return
-        self._batch_dropped = False
-        for partition, offset in batch.first_offsets.items():
-            self._first_read.setdefault(partition, offset)
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                outcome = self.writer.write(
-                    batch, {p: self._believed.get(p) for p in batch.next_offsets},
-                    tolerate=self.connector.tolerance == "all",
-                    before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None)
-                break
-            except RetriableWriteError as err:
-                attempt += 1
-                self.stats.write_retries += 1
-                if not self._wait_for_database(err, attempt):
-                    self._resume_if_paused()  # the next batch finds out whether the database is back
-                    return  # stopping, or a rebalance took the batch's partitions
-            except PartitionFenced as err:
-                self.stats.fenced += 1
-                log.warning("connector %s: %s", self.connector.name, err)
-                self._rewind_to_database()
-                self._resume_if_paused()
-                return
-        self._resume_if_paused()
-        elapsed = time.monotonic() - started
-        self._believed.update(outcome.next_offsets)
-        self._commit_to_kafka(outcome.next_offsets)
-        self._record(batch, outcome, elapsed)
-        self._batch = self._new_batch()
-        if outcome.stopped_at:
-            raise ConnectorFailed("; ".join(
-                f"connector {self.connector.name}: {d.coordinates}: write failed: {d.message}"
-                f"{f' (SQLSTATE {d.sqlstate})' if d.sqlstate else ''}" for d in outcome.stopped_at)
-                + " (errors.tolerance is none; nothing from that record on was committed)")
+    def _count_poison(self, stage: str, error_class: str) -> None:
+        self.stats.errors_by_stage[(stage, error_class)] += 1
 
-    def _record(self, batch: Batch, outcome: WriteOutcome, elapsed: float) -> None:
-        for letter in outcome.rejected + outcome.stopped_at:
-            self.stats.errors_by_stage[("write", letter.error_class)] += 1
-        refused = {(d.partition, d.offset) for d in outcome.rejected}
-        cut = {d.partition: d.offset for d in outcome.stopped_at}
-        rows = {}
-        for role, origins in batch.origins.items():
-            if refused or cut:
-                kept = sum(1 for o in origins if o not in refused and o[1] < cut.get(o[0], o[1] + 1))
-            else:
-                kept = len(origins)
-            if kept:
-                rows[self.writer.targets[role].table] = kept
-        self.stats.record_batch(
-            messages=batch.messages, rows=rows, dead_letters=len(batch.dead_letters) + len(outcome.rejected),
-            seconds=elapsed, newest_ms=batch.newest_timestamp_ms, next_offsets=outcome.next_offsets)
-        log.debug("connector %s: wrote %d messages (%d rows, %d dead letters) in %.3fs", self.connector.name,
-                  batch.messages, sum(rows.values()), len(batch.dead_letters) + len(outcome.rejected), elapsed)
-
-    def _wait_for_database(self, err: RetriableWriteError, attempt: int) -> bool:
-        """Back off while the database is unavailable; keep the consumer alive but paused.
-
-        Pausing keeps memory bounded (nothing more is fetched) while polling keeps
-        this member in the group. Returns False when the batch must be abandoned.
-        """
-        delay = backoff_seconds(attempt)
-        log.warning("%s (attempt %d, next in %.1fs)", err, attempt, delay)
-        self.stats.state = "waiting-for-database"
-        if not self.stats.paused:
-            self._consumer.pause(self._consumer.assignment())
-            self.stats.paused = True
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline:
-            if self.stop_event.is_set():
-                log.warning("connector %s: stopping while the database is unavailable; %d messages "
-                            "not written will be read again on the next start",
-                            self.connector.name, self._batch.messages)
-                return False
-            # Serves rebalance callbacks and counts as a poll for max.poll.interval.ms.
-            self._unread(self._consumer.consume(num_messages=100, timeout=0.1))
-            if self._batch_dropped:
-                return False
-        return True
-
-    def _unread(self, messages) -> None:
+    def _unread(self, messages: Iterable) -> None:
         """Give back messages delivered while paused (none are expected): pause and seek to them."""
         first: dict[int, int] = {}
         for message in messages:
@@ -323,11 +224,114 @@ class ConnectorTask:
             for tp in tps:
                 self._consumer.seek(tp)
 
+    # -- handing batches to the writer ------------------------------------------------
+    def _due(self) -> bool:
+        batch = self.builder.batch
+        if not batch:
+            return False
+        if batch.messages >= self.connector.max_rows:
+            return True
+        # An old enough batch goes as soon as the writer is free; while it is busy
+        # the batch keeps filling, so batches grow with the load.
+        return batch.age() >= self._max_wait and not self._stage.busy()
+
+    def _hand_over(self) -> None:
+        """Give the batch being built to the writer, once the previous batch's completion is applied."""
+        self._wait_for_writer()
+        batch = self.builder.take()
+        if not batch:  # dropped while waiting (a revocation, a fence)
+            return
+        self.positions.note_read(batch.first_offsets)
+        self._stage.put(batch, self.positions.expected(batch.next_offsets))
+
+    def _wait_for_writer(self) -> None:
+        """Apply the completion of the batch in flight, polling (paused) while it takes long."""
+        waited_from = time.monotonic()
+        while self._stage.busy():
+            if self.stop_event.is_set() and self._stage.retrying:
+                log.warning("connector %s: stopping while the database is unavailable; %d messages not "
+                            "written will be read again on the next start", self.connector.name,
+                            self._unwritten_messages())
+                self._stage.abandon()
+            if self._collect(timeout=0 if self.stats.paused else 0.05):
+                break
+            if not self.stats.paused and (self._stage.retrying
+                                          or time.monotonic() - waited_from > PAUSE_AFTER_SECONDS):
+                self._pause()
+            if self.stats.paused:
+                # Serves rebalance callbacks and counts as a poll for max.poll.interval.ms.
+                self._unread(self._consumer.consume(num_messages=100, timeout=0.1))
+        self._resume_if_paused()
+
+    def _unwritten_messages(self) -> int:
+        return self.builder.batch.messages + self._stage.in_flight_messages()
+
+    def _write_everything(self) -> None:
+        """Hand over what is built and wait until it is written (or abandoned)."""
+        if self.builder.batch:
+            self._hand_over()
+        self._wait_for_writer()
+
+    def _collect(self, timeout: float | None) -> bool:
+        """Apply the completion of the batch in flight if it has one; True if one was applied."""
+        completion = self._stage.wait(timeout)
+        if completion is None:
+            return False
+        self._apply(completion)
+        return True
+
+    def _apply(self, completion: Completion) -> None:
+        batch = completion.batch
+        if completion.outcome is not None:
+            outcome = completion.outcome
+            self.positions.committed(outcome.next_offsets)
+            self._commit_to_kafka(outcome.next_offsets)
+            self._record(batch, completion)
+            self.stats.state = ConnectorState.RUNNING
+            if outcome.stopped_at:
+                raise ConnectorFailed("; ".join(
+                    f"connector {self.connector.name}: {d.coordinates}: write failed: {d.error_message}"
+                    f"{f' (SQLSTATE {d.sqlstate})' if d.sqlstate else ''}" for d in outcome.stopped_at)
+                    + " (errors.tolerance is none; nothing from that record on was committed)")
+        elif completion.fenced is not None:
+            self.stats.fenced += 1
+            log.warning("connector %s: %s", self.connector.name, completion.fenced)
+            self._rewind_to_database()
+        elif completion.abandoned:
+            # Nothing of it was written: it and the batch built after it are read again.
+            self._drop([batch, self.builder.batch], keep=self._assigned())
+        else:
+            raise completion.error
+
+    def _record(self, batch: Batch, completion: Completion) -> None:
+        outcome = completion.outcome
+        for letter in outcome.rejected + outcome.stopped_at:
+            self._count_poison("write", letter.error_class)
+        refused = {(d.partition, d.offset) for d in outcome.rejected}
+        cut = {d.partition: d.offset for d in outcome.stopped_at}
+        rows = {}
+        for role, columns in batch.roles.items():
+            if refused or cut:
+                origins = [batch.origin(i) for i in columns.record_index]
+                kept = sum(1 for o in origins if o not in refused and o[1] < cut.get(o[0], o[1] + 1))
+            else:
+                kept = len(columns)
+            if kept:
+                rows[self.writer.targets[role].table] = kept
+        dead = len(batch.dead_letters) + len(outcome.rejected)
+        self.stats.record_batch(messages=batch.messages, rows=rows, dead_letters=dead, seconds=completion.seconds,
+                                newest_ms=batch.newest_timestamp_ms, next_offsets=outcome.next_offsets)
+        log.debug("connector %s: wrote %d messages (%d rows, %d dead letters) in %.3fs", self.connector.name,
+                  batch.messages, sum(rows.values()), dead, completion.seconds)
+
+    def _pause(self) -> None:
+        self._consumer.pause(self._consumer.assignment())
+        self.stats.paused = True
+
     def _resume_if_paused(self) -> None:
         if self.stats.paused:
             self._consumer.resume(self._consumer.assignment())
             self.stats.paused = False
-        self.stats.state = "running"
 
     def _commit_to_kafka(self, next_offsets: Mapping[int, int]) -> None:
         offsets = [TopicPartition(self.connector.topic, p, o) for p, o in next_offsets.items()]
@@ -336,10 +340,11 @@ class ConnectorTask:
         except KafkaException as err:  # the database holds the truth; this is only for lag tools
             log.info("connector %s: Kafka offset commit failed (harmless): %s", self.connector.name, err)
 
-    def _new_batch(self) -> Batch:
-        return Batch(tuple(self.writer.targets))
+    # -- positions and rebalances -------------------------------------------------------
+    def _assigned(self) -> set[int]:
+        """The partitions this consumer keeps: its assignment, less those being revoked."""
+        return {tp.partition for tp in self._consumer.assignment()} - self._revoking
 
-    # -- positions ------------------------------------------------------------------
     def _stored_offsets_retrying(self) -> dict[int, int]:
         attempt = 0
         while True:
@@ -353,7 +358,7 @@ class ConnectorTask:
                 delay = backoff_seconds(attempt)
                 log.warning("connector %s: reading stored offsets failed (attempt %d, next in %.1fs): %s",
                             self.connector.name, attempt, delay, err)
-                self.stats.state = "waiting-for-database"
+                self.stats.state = ConnectorState.WAITING_FOR_DATABASE
                 time.sleep(delay)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -361,46 +366,56 @@ class ConnectorTask:
         for tp in partitions:
             # No stored offset: fall back to Kafka's committed offset, then auto.offset.reset.
             tp.offset = stored.get(tp.partition, OFFSET_INVALID)
-            self._believed[tp.partition] = stored.get(tp.partition)
-            self._first_read.pop(tp.partition, None)
+        self.positions.assign(stored, (tp.partition for tp in partitions))
         consumer.assign(partitions)
         self.stats.assignments += 1
-        if self.stats.paused:  # still waiting for the database: fetch nothing new meanwhile
+        if self.stats.paused:  # still waiting for the writer: fetch nothing new meanwhile
             consumer.pause(partitions)
         self.stats.assigned = tuple(sorted(tp.partition for tp in consumer.assignment()))
-        self.stats.committed_offsets.update({tp.partition: stored[tp.partition] for tp in partitions
-                                             if tp.partition in stored})
-        self.stats.state = "running"
+        self.stats.stored_offsets.update({tp.partition: stored[tp.partition] for tp in partitions
+                                          if tp.partition in stored})
+        self.stats.state = ConnectorState.RUNNING
         log.info("connector %s: assigned %s", self.connector.name,
                  ", ".join(f"{tp.topic}[{tp.partition}]@{'stored ' + str(tp.offset) if tp.offset >= 0 else 'committed/earliest'}"
                            for tp in partitions) or "nothing")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {tp.partition for tp in partitions}
-        if self._batch and revoked & set(self._batch.next_offsets):
-            # The new owner re-reads these records from the stored offsets; records of
-            # partitions we keep (cooperative rebalancing) are re-read by us.
-            log.info("connector %s: partitions %s revoked; dropping %d unwritten messages",
-                     self.connector.name, sorted(revoked), self._batch.messages)
-            self._rewind({p: o for p, o in self._batch.first_offsets.items() if p not in revoked})
-        for p in revoked:
-            self._believed.pop(p, None)
-            self._first_read.pop(p, None)
+        self._revoking = revoked
+        try:
+            # The write in flight ends before the partitions go (it gives up if it is
+            # waiting for the database), so the next owner reads the offsets it stored.
+            if self._stage is not None and self._stage.busy():
+                if self._stage.retrying:
+                    self._stage.abandon()
+                self._collect(timeout=None)
+            batch = self.builder.batch
+            if batch and revoked & set(batch.next_offsets):
+                # The new owner re-reads these records from the stored offsets; records of
+                # partitions we keep (cooperative rebalancing) are re-read by us.
+                log.info("connector %s: partitions %s revoked; dropping %d unwritten messages",
+                         self.connector.name, sorted(revoked), batch.messages)
+                self._drop([batch], keep=self._assigned())
+        finally:
+            self._revoking = set()
+        self.positions.revoke(revoked)
         self.stats.assigned = tuple(p for p in self.stats.assigned if p not in revoked)
 
-    def _rewind(self, first_offsets: Mapping[int, int]) -> None:
-        """Forget the unwritten batch and seek kept partitions back to its first records."""
-        for partition, offset in first_offsets.items():
-            self._consumer.seek(TopicPartition(self.connector.topic, partition, offset))
-        self._batch = self._new_batch()
-        self._batch_dropped = True
+    def _drop(self, batches: list[Batch], *, keep: set[int]) -> None:
+        """Forget unwritten batches; seek the kept partitions back to their first records."""
+        first: dict[int, int] = {}
+        for batch in batches:
+            for partition, offset in batch.first_offsets.items():
+                first[partition] = min(offset, first.get(partition, offset))
+        for partition, offset in first.items():
+            if partition in keep:
+                self._consumer.seek(TopicPartition(self.connector.topic, partition, offset))
+        self.builder.take()
 
     def _rewind_to_database(self) -> None:
         """Go back to what the database holds (after a fence, or a database that lost commits)."""
         stored = self._stored_offsets_retrying()
-        assigned = {tp.partition for tp in self._consumer.assignment()}
-        self._believed = {p: stored.get(p) for p in assigned}
-        # A partition the database holds nothing of is re-read from where this
-        # consumer started on it: its rows, if any were written, were lost with it.
-        positions = {p: stored.get(p, self._first_read.get(p)) for p in assigned}
-        self._rewind({p: o for p, o in positions.items() if o is not None})
+        seek_to = self.positions.reset_to_database(stored, self._assigned())
+        for partition, offset in seek_to.items():
+            self._consumer.seek(TopicPartition(self.connector.topic, partition, offset))
+        self.builder.take()

@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sinkframe.errors import RecordError, RetriableWriteError, SinkframeError, WriteError
 from sinkframe.mapping.base import Target
+from sinkframe.mapping.batch import RoleColumns
 from sinkframe.pipeline import dberrors
 from sinkframe.pipeline.batch import Batch, DeadLetter
 from sinkframe.pipeline.deadletter import create_dead_letter_table, dead_letter_for, insert_dead_letters
@@ -88,6 +89,7 @@ class BatchWriter:
         self.dead_letter_table = dead_letter_table
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
+        self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
 
     # -- statements, composed once --------------------------------------------------
     def _compose(self, resolved: ResolvedTarget) -> sql.Composed:
@@ -169,10 +171,12 @@ class BatchWriter:
                 conn.execute(create_dead_letter_table(self.dead_letter_table))
 
     # -- the write ------------------------------------------------------------------
-    def write(self, batch: Batch, believed: Mapping[int, int | None], *, tolerate: bool = True,
+    def write(self, batch: Batch, expected: Mapping[int, int | None], *, tolerate: bool = True,
               before_commit: Callable[[list[DeadLetter]], None] | None = None) -> WriteOutcome:
         """Write the batch and advance its offsets atomically, or raise.
 
+        `expected` is what the database holds for each partition before this
+        write (the compare-and-set of offsets.advance_offsets).
         Records the database refuses as data are dead-lettered (`tolerate`), or
         (not `tolerate`) each partition is committed only up to its first refused
         record and the outcome's `stopped_at` names them.
@@ -190,7 +194,7 @@ class BatchWriter:
                     dead = [*batch.dead_letters, *outcome.rejected]
                     if dead and self.dead_letter_table:
                         insert_dead_letters(cur, self.dead_letter_table, self.connector, dead)
-                    advance_offsets(cur, self.group_id, self.topic, believed, outcome.next_offsets)
+                    advance_offsets(cur, self.group_id, self.topic, expected, outcome.next_offsets)
                     if dead and before_commit is not None:
                         before_commit(dead)
         except SinkframeError:  # PartitionFenced, or the dead-letter topic asking for a retry
@@ -205,7 +209,7 @@ class BatchWriter:
     def _write_records(self, conn, cur, batch: Batch, tolerate: bool) -> WriteOutcome:
         try:
             with conn.transaction():  # a savepoint: a poison row rolls back only this
-                self._write_rows(cur, batch.rows)
+                self._write_rows(cur, batch.roles)
             return WriteOutcome(dict(batch.next_offsets))
         except psycopg.Error as err:
             if not dberrors.is_poison(err):
@@ -214,26 +218,30 @@ class BatchWriter:
                      "records", self.connector, batch.messages, _describe(err))
         return _Isolation(self, conn, cur, batch).run(tolerate)
 
-    def _write_rows(self, cur, rows_by_role: Mapping[str, list[tuple]]) -> None:
-        for role, rows in rows_by_role.items():
-            if rows:
-                self._write_role(cur, role, rows)
+    def _write_rows(self, cur, roles: Mapping[str, RoleColumns]) -> None:
+        for role, columns in roles.items():
+            if len(columns):
+                self._write_role(cur, role, columns)
 
-    def _write_role(self, cur, role: str, rows: list[tuple]) -> None:
+    def _write_role(self, cur, role: str, columns: RoleColumns) -> None:
         resolved = self.targets[role]
         statement = self._statements[role]
         if resolved.target.upsert is not None:
             # Older rows first (gap fillers), then each key's newest: see merge_keyed_rows.
-            for part in merge_keyed_rows(resolved.target, rows):
+            for part in merge_keyed_rows(resolved.target, list(columns.rows())):
                 if part:
                     cur.execute(statement, [list(col) for col in zip(*part)])
         elif self.method == "copy":
+            # psycopg's C row encoder over the zipped columns measured faster than
+            # building Arrow arrays from them and encoding with pgpq (the columns
+            # are Python lists, so Arrow would first have to copy them).
             with cur.copy(statement) as copy:
-                copy.set_types([c.pg_type for c in resolved.target.columns])
-                for row in rows:
-                    copy.write_row(row)
+                copy.set_types(self._copy_types[role])
+                write_row = copy.write_row
+                for row in columns.rows():
+                    write_row(row)
         else:
-            cur.execute(statement, [list(col) for col in zip(*rows)])
+            cur.execute(statement, columns.columns)
 
     def _copies(self, role: str) -> bool:
         """Whether `role` is written with COPY, whose errors name the failing row."""
@@ -253,26 +261,23 @@ class BatchWriter:
 class _Isolation:
     """Find the records of a batch the database refuses, and write the others.
 
-    Records are ordered by (partition, offset) and written in ranges, each under
-    its own savepoint. When a range fails with a data error, the failing record
-    is known if the statement was a COPY (the server names the row); it is set
-    aside and the rows before and after it are written as two ranges. Otherwise
-    (INSERT, upsert) the range is split in two until single bad records remain.
-    Ranges start as chunks of ISOLATION_CHUNK records: k bad records among n take
-    about n/ISOLATION_CHUNK + 2k attempts with COPY, a few more without.
+    Records (those with rows, in consumption order) are written in ranges, each
+    under its own savepoint. When a range fails with a data error, the failing
+    record is known if the statement was a COPY (the server names the row); it is
+    set aside and the rows before and after it are written as two ranges.
+    Otherwise (INSERT, upsert) the range is split in two until single bad records
+    remain. Ranges start as chunks of ISOLATION_CHUNK records: k bad records among
+    n take about n/ISOLATION_CHUNK + 2k attempts with COPY, a few more without.
     """
 
     def __init__(self, writer: BatchWriter, conn, cur, batch: Batch):
         self.writer, self.conn, self.cur, self.batch = writer, conn, cur, batch
-        self.records = sorted({o for origins in batch.origins.values() for o in origins})
-        rank = {record: i for i, record in enumerate(self.records)}
-        # Per role, rows sorted by record rank (stable), so a range of records is a slice.
-        self.ranks: dict[str, list[int]] = {}
-        self.rows: dict[str, list[tuple]] = {}
-        for role, rows in batch.rows.items():
-            ranked = sorted(zip((rank[o] for o in batch.origins[role]), range(len(rows))))
-            self.ranks[role] = [r for r, _ in ranked]
-            self.rows[role] = [rows[i] for _, i in ranked]
+        # rank -> record index in the batch; each role's rows are in record order,
+        # so their ranks never decrease and a range of ranks is one slice.
+        self.records = sorted({i for columns in batch.roles.values() for i in columns.record_index})
+        rank = {record: k for k, record in enumerate(self.records)}
+        self.columns: dict[str, RoleColumns] = dict(batch.roles)
+        self.ranks = {role: [rank[i] for i in columns.record_index] for role, columns in batch.roles.items()}
         self.refused: dict[int, psycopg.Error] = {}
 
     def run(self, tolerate: bool) -> WriteOutcome:
@@ -286,23 +291,23 @@ class _Isolation:
                     ranges.extend(self._write_range(lo, hi))
             if not tolerate and self.refused:
                 raise psycopg.Rollback(attempt)  # keep nothing; write the good prefix below
-        rejected = [self._dead_letter(i) for i in sorted(self.refused)]
+        rejected = [self._dead_letter(k) for k in sorted(self.refused)]
         for letter in rejected:
             log.warning("connector %s: %s: write failed, %s: %s", self.writer.connector, letter.coordinates,
-                        "dead-lettered" if tolerate else "stopping", letter.message)
+                        "dead-lettered" if tolerate else "stopping", letter.error_message)
         if tolerate:
             return WriteOutcome(dict(self.batch.next_offsets), rejected)
         return self._prefix_only(rejected)
 
     def _write_range(self, lo: int, hi: int) -> list[tuple[int, int]]:
-        """Write records [lo, hi); return the ranges still to write (right one first)."""
+        """Write the records ranked [lo, hi); return the ranges still to write (right one first)."""
         role, start = None, 0
         try:
             with self.conn.transaction():
                 for role, ranks in self.ranks.items():
                     start, end = bisect_left(ranks, lo), bisect_left(ranks, hi)
                     if start < end:
-                        self.writer._write_role(self.cur, role, self.rows[role][start:end])
+                        self.writer._write_role(self.cur, role, self.columns[role].slice(start, end))
             return []
         except psycopg.Error as err:
             if not dberrors.is_poison(err):
@@ -315,7 +320,7 @@ class _Isolation:
             return [(bad + 1, hi), (lo, bad)]
 
     def _named_record(self, err: psycopg.Error, role: str, start: int) -> int | None:
-        """The record of the row a COPY error names (`COPY t, line 7`), if it names one."""
+        """The rank of the record whose row a COPY error names (`COPY t, line 7`), if it names one."""
         context = getattr(err.diag, "context", None) or ""
         found = _COPY_LINE.search(context)
         if not found or not self.writer._copies(role):
@@ -326,36 +331,34 @@ class _Isolation:
     def _prefix_only(self, rejected: Sequence[DeadLetter]) -> WriteOutcome:
         """errors.tolerance none: commit each partition only up to its first refused record."""
         cut: dict[int, int] = {}
-        for letter in rejected:
-            cut.setdefault(letter.partition, letter.offset)  # sorted: the first is the lowest
-        records = self.records
-        for role, ranks in self.ranks.items():
-            kept = [row for row, r in zip(self.rows[role], ranks)
-                    if records[r][1] < cut.get(records[r][0], records[r][1] + 1)]
-            if kept:
-                self.writer._write_role(self.cur, role, kept)
+        for letter in sorted(rejected, key=lambda d: d.offset):
+            cut.setdefault(letter.partition, letter.offset)
+        origin = self.batch.origin
+        for role, columns in self.columns.items():
+            keep = [k for k, i in enumerate(columns.record_index)
+                    if origin(i)[1] < cut.get(origin(i)[0], origin(i)[1] + 1)]
+            if keep:
+                self.writer._write_role(self.cur, role, columns.take(keep))
         next_offsets = dict(self.batch.next_offsets)
         for partition, offset in cut.items():
             if offset > self.batch.first_offsets[partition]:
                 next_offsets[partition] = offset
             else:
                 del next_offsets[partition]  # nothing of it to commit
-        first = {p: next(d for d in rejected if d.partition == p) for p in cut}
+        first = {p: min((d for d in rejected if d.partition == p), key=lambda d: d.offset) for p in cut}
         return WriteOutcome(next_offsets, stopped_at=[first[p] for p in sorted(first)])
 
-    def _dead_letter(self, index: int) -> DeadLetter:
-        partition, offset = self.records[index]
-        err = self.refused[index]
-        message = self._source(partition, offset)
-        if message is None:  # a batch built without its messages (tests, tools)
-            return DeadLetter(self.writer.topic, partition, offset, None, None, None, None, "write",
-                              type(err).__name__, _describe(err), dberrors.sqlstate_of(err))
-        return dead_letter_for(message, "write", type(err).__name__, _describe(err), dberrors.sqlstate_of(err))
-
-    def _source(self, partition: int, offset: int):
-        if not hasattr(self, "_sources"):
-            self._sources = {(m.partition(), m.offset()): m for m in self.batch.sources}
-        return self._sources.get((partition, offset))
+    def _dead_letter(self, rank: int) -> DeadLetter:
+        record = self.records[rank]
+        err = self.refused[rank]
+        reason, state = _describe(err), dberrors.sqlstate_of(err)
+        if record < len(self.batch.sources):
+            return dead_letter_for(self.batch.sources[record], "write", type(err).__name__, reason, state)
+        # A batch built without its messages (tools, tests): the record's own fields.
+        records = self.batch.records
+        return DeadLetter(self.writer.topic, records.partitions[record], records.offsets[record],
+                          records.timestamps_ms[record], records.keys[record], records.values[record], None,
+                          "write", type(err).__name__, reason, state)
 
 
 def _describe(err: BaseException) -> str:

@@ -111,7 +111,7 @@ def exposed_sample_names() -> set[str]:
     """Every sample name /metrics shows once a connector has written a batch and failed a record."""
     class Task:
         def __init__(self):
-            self.stats = ConnectorStats("c", "t", assigned=(0,), committed_offsets={0: 5})
+            self.stats = ConnectorStats("c", "t", assigned=(0,), stored_offsets={0: 5})
             self.stats.record_batch(messages=5, rows={"t": 5}, dead_letters=1, seconds=0.1, newest_ms=1,
                                     next_offsets={0: 5})
             self.stats.errors_by_stage[("map", "ValueError")] += 1

@@ -42,7 +42,7 @@ def test_kill9_at_random_moments_while_producing_ends_exactly_once(kafka_bootstr
         sink = start_sink_process([connector], env, log)
         # A killed member stays in the group until its session times out; wait until
         # this one owns partitions, then kill it at a random moment of its work.
-        wait_for(lambda: log.read_text().count(": assigned ") > assignments, timeout=30,
+        wait_for(lambda: log.read_text().count(": assigned ") > assignments, timeout=60,
                  message=f"run {kill + 1} to get partitions")
         time.sleep(rng.uniform(0.05, 2.5))
         sink.send_signal(signal.SIGKILL)

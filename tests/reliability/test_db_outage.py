@@ -64,11 +64,13 @@ def test_database_outage_pauses_the_sink_which_resumes_by_itself_exactly_once(
 
         private_pg.stop(stop_mode)
         down_at = time.monotonic()
-        wait_for(lambda: task.stats.paused, timeout=10, message="the consumer to pause")
-        assert task.stats.state == "waiting-for-database"
+        # The consumer pauses once the writer has kept the next batch waiting (the
+        # first attempt may still be waiting for a connection); then the writer retries.
+        wait_for(lambda: task.stats.paused and task.stats.state == "waiting-for-database", timeout=15,
+                 message="the consumer to pause and the writer to wait for the database")
         while time.monotonic() - down_at < outage:
             assert task.stats.paused
-            assert task._batch.messages <= MAX_ROWS  # memory: one batch held, nothing more fetched
+            assert task.builder.batch.messages <= MAX_ROWS  # memory: the batch being built stops growing
             time.sleep(0.2)
         private_pg.start()
         up_at = time.monotonic()

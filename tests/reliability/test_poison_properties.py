@@ -64,9 +64,8 @@ def task_for(plugin: str, topic: str, pool=None, method: str = "copy") -> Connec
 
 
 def feed(task: ConnectorTask, values: list[bytes | None]) -> None:
-    for offset, value in enumerate(values):
-        task._add(Message(topic=task.connector.topic, partition=0, offset=offset, key=None, value=value,
-                          timestamp=(1, 1_700_000_000_000 + offset)))
+    task.builder.add([Message(topic=task.connector.topic, partition=0, offset=offset, key=None, value=value,
+                              timestamp=(1, 1_700_000_000_000 + offset)) for offset, value in enumerate(values)])
 
 
 @pytest.mark.parametrize("plugin", ["raw", "enriched", "smart_breaker"])
@@ -75,17 +74,17 @@ def feed(task: ConnectorTask, values: list[bytes | None]) -> None:
 def test_every_message_becomes_rows_or_a_dead_letter_never_an_exception(plugin, values):
     task = task_for(plugin, "prop")
     feed(task, values)
-    batch = task._batch
-    with_rows = {o for origins in batch.origins.values() for _, o in origins}
+    batch = task.builder.batch
+    with_rows = {batch.origin(i)[1] for columns in batch.roles.values() for i in columns.record_index}
     dead = [d.offset for d in batch.dead_letters]
     assert batch.messages == len(values)
     assert len(dead) == len(set(dead)) and not with_rows & set(dead)
     # A mapper may legitimately produce no row for a message; none does for these plugins.
     assert with_rows | set(dead) == set(range(len(values)))
-    assert {m.offset() for m in batch.sources} == with_rows
+    assert [m.offset() for m in batch.sources] == list(range(len(values)))
     assert batch.next_offsets == {0: len(values)}
     for d in batch.dead_letters:
-        assert d.stage in {"decode", "validate", "map"} and d.message
+        assert d.stage in {"decode", "validate", "map"} and d.error_message
         assert d.value == values[d.offset]
 
 
@@ -114,7 +113,7 @@ def test_against_postgres_every_message_is_a_row_or_a_dead_letter_exactly_once(p
     task = task_for(plugin, topic, pool, method)
     task.writer.ensure_framework_tables()
     feed(task, values)
-    outcome = task.writer.write(task._batch, {0: None})
+    outcome = task.writer.write(task.builder.batch, {0: None})
 
     event(f"write-stage dead letters: {min(len(outcome.rejected), 2)}+")
     table = sql.Identifier("iot_raw_data" if plugin == "raw" else "smart_breaker_data")

@@ -12,9 +12,10 @@ import pytest
 from confluent_kafka import Message
 from psycopg_pool import ConnectionPool
 
-from sinkframe.mapping.base import KafkaRecord
 from sinkframe.mapping.registry import PluginRegistry
-from sinkframe.pipeline.batch import Batch
+from sinkframe.pipeline.batch import Batch, BatchBuilder
+from sinkframe.pipeline.deadletter import dead_letter_for
+from sinkframe.pipeline.positions import PartitionPositions
 from sinkframe.pipeline.offsets import load_offsets
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
 
@@ -42,19 +43,12 @@ def make_writer(pool, plugin: str = "raw", method: str = "copy") -> tuple[BatchW
 
 def batch_of(writer: BatchWriter, mapper, messages: list[tuple[int, int, dict]]) -> Batch:
     """A batch as the consumer task builds it, from (partition, offset, message) triples."""
-    batch = Batch(tuple(writer.targets))
-    for partition, offset, value in messages:
-        raw = json.dumps(value).encode()
-        message = Message(topic=TOPIC, partition=partition, offset=offset, key=b"k%d" % offset, value=raw,
-                          timestamp=(1, 1_700_000_000_000 + offset))
-        record = KafkaRecord(TOPIC, partition, offset, 1_700_000_000_000 + offset, message.key(), value)
-        rows = mapper.map(record)
-        for role, row in rows:
-            batch.rows[role].append(row)
-            batch.origins[role].append((partition, offset))
-        batch.sources.append(message)
-        batch.note_message(partition, offset, 1_700_000_000_000 + offset)
-    return batch
+    builder = BatchBuilder(TOPIC, mapper, positions=PartitionPositions("poison", TOPIC),
+                           dead_letter_for=dead_letter_for)
+    builder.add([Message(topic=TOPIC, partition=partition, offset=offset, key=b"k%d" % offset,
+                         value=json.dumps(value).encode(), timestamp=(1, 1_700_000_000_000 + offset))
+                 for partition, offset, value in messages])
+    return builder.take()
 
 
 def raw_message(i: int, payload=None) -> dict:

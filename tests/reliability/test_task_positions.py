@@ -5,21 +5,42 @@ import json
 
 from confluent_kafka import Message
 
-from test_poison_properties import task_for
+from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.pipeline.batch import BatchBuilder
+from sinkframe.pipeline.deadletter import dead_letter_for
+from sinkframe.pipeline.positions import PartitionPositions
 
 
 def test_records_before_the_stored_offset_are_skipped_not_written_again():
     # librdkafka resets an out-of-range position by auto.offset.reset=earliest (a
     # recreated topic, a broker that lost data): the records it re-delivers below
     # the stored offset are already in the database.
-    task = task_for("raw", "positions")
-    task._believed = {0: 5, 1: None}
+    positions = PartitionPositions("positions", "positions")
+    positions.assign({0: 5}, [0, 1])
+    builder = BatchBuilder("positions", PluginRegistry().get("raw")({}), positions=positions,
+                           dead_letter_for=dead_letter_for)
     for partition in (0, 1):
-        for offset in range(8):
-            value = json.dumps({"device_id": "d", "payload": offset}).encode()
-            task._add(Message(topic="positions", partition=partition, offset=offset, value=value,
-                              timestamp=(1, 1_700_000_000_000)))
-    batch = task._batch
-    assert sorted(batch.origins["raw"]) == [(0, o) for o in range(5, 8)] + [(1, o) for o in range(8)]
+        builder.add([Message(topic="positions", partition=partition, offset=offset,
+                             value=json.dumps({"device_id": "d", "payload": offset}).encode(),
+                             timestamp=(1, 1_700_000_000_000)) for offset in range(8)])
+    batch = builder.take()
+    rows = batch.roles["raw"]
+    assert [batch.origin(i) for i in rows.record_index] == [(0, o) for o in range(5, 8)] + [(1, o) for o in range(8)]
+    assert rows.columns[6] == [5, 6, 7, *range(8)]  # source_offset
     assert batch.first_offsets == {0: 5, 1: 0} and batch.next_offsets == {0: 8, 1: 8}
-    assert task.skipped_stored == 5
+    assert positions.skipped_stored == 5
+
+
+def test_a_write_expects_what_the_previous_one_stored_and_a_reset_goes_back_to_the_database():
+    positions = PartitionPositions("c", "t")
+    positions.assign({0: 10}, [0, 1])
+    assert positions.expected([0, 1]) == {0: 10, 1: None}
+    positions.note_read({0: 10, 1: 0})
+    positions.committed({0: 30, 1: 7})
+    assert positions.expected([0, 1]) == {0: 30, 1: 7}
+    positions.note_read({0: 30, 1: 7})  # later batches do not move where a partition was first read
+    # The database lost its last commits: it holds partition 0 at 20 and nothing of partition 1.
+    assert positions.reset_to_database({0: 20}, [0, 1]) == {0: 20, 1: 0}
+    assert positions.expected([0, 1]) == {0: 20, 1: None}
+    positions.revoke([1])
+    assert positions.expected([1]) == {1: None} and positions.reset_to_database({}, [0]) == {0: 10}
