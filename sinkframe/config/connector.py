@@ -1,10 +1,13 @@
 """Connector files: one topic paired with one mapper plugin, and how to batch and fail.
 
 The JSON Schema below is the single source of truth for what a connector file may
-contain: it drives validation, its defaults and `sinkframe validate`.
+contain: it drives validation, `sinkframe validate`, and its defaults are the only
+ones (`with_defaults` fills them in; nothing here repeats them). A plugin's own
+config goes through the same `schema_problems`, so it gets the same messages.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -39,11 +42,12 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
             "type": "object", "additionalProperties": False, "required": ["plugin"],
             "properties": {
                 "plugin": {"type": "string", "minLength": 1, "description": "Mapper plugin name."},
-                "config": {"type": "object", "description": "Validated by the plugin's own schema."},
+                "config": {"type": "object", "default": {},
+                           "description": "Validated by the plugin's own schema."},
             },
         },
         "tables": {
-            "type": "object", "description": "Mapper role -> table name (default: the plugin's).",
+            "type": "object", "default": {}, "description": "Mapper role -> table name (default: the plugin's).",
             "additionalProperties": {"type": "string", "pattern": IDENTIFIER_PATTERN},
         },
         "batch": {
@@ -84,8 +88,10 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
         "consumer": {
             "type": "object", "additionalProperties": False,
             "properties": {
-                "group_id": {"type": "string", "minLength": 1},
-                "properties": {"type": "object", "description": "librdkafka properties for this connector.",
+                "group_id": {"type": "string", "minLength": 1,
+                             "description": "Consumer group (default: sinkframe-<name>)."},
+                "properties": {"type": "object", "default": {},
+                               "description": "librdkafka properties for this connector.",
                                "additionalProperties": {"type": ["string", "number", "boolean"]}},
             },
         },
@@ -114,6 +120,11 @@ class ConnectorConfig:
     @property
     def path(self) -> Path | None:
         return self.source.path if self.source else None
+
+    @property
+    def doc(self) -> YamlDocument:
+        """The file it came from, for problems (a stand-in naming it when it was built in code)."""
+        return self.source or YamlDocument(Path(f"<connector {self.name}>"), None)
 
 
 def schema_problems(doc: YamlDocument, schema: Mapping[str, Any], data: Any, prefix: tuple = ()) -> list[str]:
@@ -146,6 +157,29 @@ def _unknown_key(key: str, allowed: list[str]) -> str:
     return f"unknown key {key!r}{hint}{listing}"
 
 
+def with_defaults(schema: Mapping[str, Any], data: Any) -> Any:
+    """A copy of `data` with the defaults of `schema` filled in, as deep as they go.
+
+    An absent object whose properties have defaults is created, so that
+    `with_defaults(CONNECTOR_SCHEMA, {...})["batch"]["max_rows"]` always exists.
+    """
+    if not isinstance(data, dict):
+        return data
+    filled = dict(data)
+    for key, sub in schema.get("properties", {}).items():
+        if key in filled:
+            filled[key] = with_defaults(sub, filled[key])
+        elif "default" in sub:
+            filled[key] = copy.deepcopy(sub["default"])
+        elif _has_defaults(sub):
+            filled[key] = with_defaults(sub, {})
+    return filled
+
+
+def _has_defaults(schema: Mapping[str, Any]) -> bool:
+    return any("default" in sub or _has_defaults(sub) for sub in schema.get("properties", {}).values())
+
+
 def load_connector(path: Path, env: Mapping[str, str] | None = None) -> ConnectorConfig:
     """Load one connector file. Raises ConfigError with every structural problem."""
     doc = load_yaml(Path(path), os.environ if env is None else env)
@@ -154,11 +188,8 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
     problems = schema_problems(doc, CONNECTOR_SCHEMA, doc.data)
     if problems:
         raise ConfigError(problems[0], problems)
-    data = doc.data
-    batch = data.get("batch", {})
-    errors = data.get("errors", {})
-    dead_letter = errors.get("dead_letter", {})
-    consumer = data.get("consumer", {})
+    data = with_defaults(CONNECTOR_SCHEMA, doc.data)
+    batch, errors, consumer = data["batch"], data["errors"], data["consumer"]
     problems = _error_policy_problems(doc, data)
     message_schema = _message_schema(doc, data.get("validation"), problems)
     if problems:
@@ -167,31 +198,31 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
         name=data["name"],
         topic=data["topic"],
         plugin=data["mapper"]["plugin"],
-        plugin_config=data["mapper"].get("config", {}),
-        tables=data.get("tables", {}),
-        max_rows=batch.get("max_rows", 20_000),
-        max_wait_ms=batch.get("max_wait_ms", 100),
-        tolerance=errors.get("tolerance", "none"),
-        dead_letter_table=dead_letter.get("table", "sinkframe_dead_letters"),
-        dead_letter_topic=dead_letter.get("topic"),
+        plugin_config=data["mapper"]["config"],
+        tables=data["tables"],
+        max_rows=batch["max_rows"],
+        max_wait_ms=batch["max_wait_ms"],
+        tolerance=errors["tolerance"],
+        dead_letter_table=errors["dead_letter"]["table"],
+        dead_letter_topic=errors["dead_letter"]["topic"],
         group_id=consumer.get("group_id") or f"sinkframe-{data['name']}",
         consumer_properties={k: str(v).lower() if isinstance(v, bool) else str(v)
-                             for k, v in consumer.get("properties", {}).items()},
-        enabled=data.get("enabled", True),
+                             for k, v in consumer["properties"].items()},
+        enabled=data["enabled"],
         message_schema=message_schema,
         source=doc,
     )
 
 
 def _error_policy_problems(doc: YamlDocument, data: Mapping[str, Any]) -> list[str]:
-    errors = data.get("errors", {})
-    dead_letter = errors.get("dead_letter", {})
+    """Rules across keys that JSON Schema cannot say; `data` has its defaults filled in."""
+    errors = data["errors"]
+    dead_letter = errors["dead_letter"]
     problems = []
-    if errors.get("tolerance", "none") == "all" and dead_letter.get("table", "sinkframe_dead_letters") is None \
-            and not dead_letter.get("topic"):
+    if errors["tolerance"] == "all" and dead_letter["table"] is None and not dead_letter["topic"]:
         problems.append(doc.problem(("errors", "dead_letter"), "errors.tolerance is all but no dead-letter "
                                     "destination is set (table and topic are both null): bad records would be lost"))
-    if dead_letter.get("topic") == data["topic"]:
+    if dead_letter["topic"] == data["topic"]:
         problems.append(doc.problem(("errors", "dead_letter", "topic"), "the dead-letter topic must not be the "
                                     "topic the connector consumes"))
     return problems

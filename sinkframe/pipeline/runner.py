@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import jsonschema
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from sinkframe.config.connector import ConnectorConfig, load_connector
+from sinkframe.config.connector import ConnectorConfig, load_connector, schema_problems
 from sinkframe.errors import ConfigError, ConnectorFailed, SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
@@ -44,23 +43,24 @@ def load_connectors(paths: Iterable[Path]) -> list[ConnectorConfig]:
 
 
 def build_mapper(connector: ConnectorConfig, registry: PluginRegistry) -> Mapper:
+    """The connector's mapper; its config checked against the plugin's JSON Schema the way the
+    connector file is checked against its own (same messages, same "did you mean")."""
     mapper_cls = registry.get(connector.plugin)
-    errors = sorted(jsonschema.Draft202012Validator(mapper_cls.config_schema).iter_errors(connector.plugin_config),
-                    key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        doc = connector.source
-        problems = [doc.problem(("mapper", "config") + tuple(e.absolute_path), e.message) if doc
-                    else e.message for e in errors]
+    problems = schema_problems(connector.doc, mapper_cls.config_schema, connector.plugin_config,
+                               prefix=("mapper", "config"))
+    if problems:
         raise ConfigError(problems[0], problems)
     return mapper_cls(connector.plugin_config)
 
 
 def resolve_targets(connector: ConnectorConfig, mapper: Mapper) -> dict[str, ResolvedTarget]:
-    unknown = sorted(set(connector.tables) - set(mapper.targets))
-    if unknown:
-        where = connector.source.problem(("tables", unknown[0]), "") if connector.source else ""
-        raise ConfigError(f"{where.rstrip(': ')}: plugin {connector.plugin!r} has no table role "
-                          f"{unknown[0]!r}; its roles are: {', '.join(sorted(mapper.targets))}")
+    """Each of the mapper's targets bound to its table: the connector's `tables:` entry, else the plugin's."""
+    roles = ", ".join(sorted(mapper.targets))
+    problems = [connector.doc.problem(("tables", role), f"plugin {connector.plugin!r} has no table role "
+                                                        f"{role!r}; its roles are: {roles}")
+                for role in sorted(set(connector.tables) - set(mapper.targets))]
+    if problems:
+        raise ConfigError(problems[0], problems)
     return {role: ResolvedTarget(role, connector.tables.get(role, target.default_table), target)
             for role, target in mapper.targets.items()}
 
