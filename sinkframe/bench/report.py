@@ -91,5 +91,6 @@ def render(results: dict) -> str:
     lines += ["", "targets:"]
     for t in results["targets"]:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
-        lines.append(f"  [{verdict}] {t['label']}: {_n(t['measured'])} (goal {t['goal']})")
+        note = f"; {t['note']}" if t.get("note") else ""
+        lines.append(f"  [{verdict}] {t['label']}: {_n(t['measured'])} (goal {t['goal']}){note}")
     return "\n".join(lines)

@@ -95,10 +95,15 @@ def test_the_benchmark_writes_the_columns_the_schema_declares():
 def test_a_target_not_measured_is_neither_met_nor_missed():
     results = {"ceiling": {"rows_per_second": 100_000}, "end_to_end": {"msgs_per_second": 80_000, "peak_rss_mb": 120},
                "workers": {"skipped": "--no-workers-compare"}, "quix": {"skipped": "not installed"},
-               "latency": {"visible": {"p99_ms": 600.0}}}
+               "latency": {"visible": {"p99_ms": 600.0}, "offered_rate": 20_000, "achieved_rate": 19_800}}
     checks = {t["target"]: (t["measured"], t["met"]) for t in check_targets(results)}
     assert checks == {"ratio_to_ceiling": (0.8, True), "workers_2_ratio_to_ceiling": (None, None),
                       "times_quix": (None, None), "latency_p99_ms": (600.0, False), "peak_rss_mb": (120, True)}
+    assert not any("note" in t for t in check_targets(results))
+
+    results["latency"]["achieved_rate"] = 6_000  # the producer fell behind: say so beside the figure
+    latency = next(t for t in check_targets(results) if t["target"] == "latency_p99_ms")
+    assert "6,000 of 20,000" in latency["note"]
 
 
 def test_quix_rows_are_counted_from_the_sinks_write_log_lines(tmp_path):
