@@ -1,35 +1,217 @@
 """Process-wide settings: where the broker and the database are, and how to use them.
 
-Connection settings live here, once, not in every connector file. They come from
-the environment (the seed deployment's variables keep working) and can be
-overridden once on the command line.
+Every setting is declared once, in `SETTINGS`: its name, environment variable,
+CLI option (where it has one), default, description and how its text is parsed.
+`Settings.from_env` parses from it, the commands build their options from it
+(`setting_option`), and the README's settings table is generated from it
+(`settings_table`). Connection settings live here, once, not in every connector
+file; the seed deployment's variables keep working.
 
-Broker: `REDPANDA_BROKERS` (or `SINKFRAME_KAFKA_BOOTSTRAP_SERVERS`), and any
-librdkafka property as `SINKFRAME_KAFKA_<PROPERTY>`, upper case with dots as
-underscores (`SINKFRAME_KAFKA_SESSION_TIMEOUT_MS=6000` -> `session.timeout.ms`),
-the convention of Confluent's container images.
+Broker: `REDPANDA_BROKERS`, and any librdkafka property as `SINKFRAME_KAFKA_<PROPERTY>`,
+upper case with dots as underscores (`SINKFRAME_KAFKA_SESSION_TIMEOUT_MS=6000` ->
+`session.timeout.ms`), the convention of Confluent's container images.
 
 Database: `SINKFRAME_DATABASE_URL` (a libpq URL or key=value string), else
-`TIMESCALEDB_HOST/PORT/DB/USER/PASSWORD`; any libpq parameter as
-`SINKFRAME_DB_<PARAM>` (`SINKFRAME_DB_SSLMODE=verify-full`,
-`SINKFRAME_DB_SSLROOTCERT=/certs/ca.pem`). libpq's own `PG*` variables work too.
+`TIMESCALEDB_HOST/PORT/DB/USER/PASSWORD`; any libpq parameter as `SINKFRAME_DB_<PARAM>`
+(`SINKFRAME_DB_SSLMODE=verify-full`). libpq's own `PG*` variables work too.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
+import click
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sinkframe.errors import ConfigError
 
 KAFKA_ENV_PREFIX = "SINKFRAME_KAFKA_"
 DB_ENV_PREFIX = "SINKFRAME_DB_"
-# SINKFRAME_DB_* names that are sinkframe settings, not libpq parameters.
-DB_SETTING_NAMES = {"POOL_SIZE", "PREPARE_THRESHOLD"}
-WRITE_METHODS = ("copy", "insert")
 TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+# --- how a setting's text becomes a value: each raises ValueError saying what it expected ----
+
+def as_text(raw: str) -> str:
+    return raw
+
+
+def as_flag(raw: str) -> bool:
+    return raw.strip().lower() in TRUE_WORDS
+
+
+def positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError("expected a whole number >= 1")
+    return value
+
+
+def port_number(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a port number (0: off)")
+    return value
+
+
+def positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError("expected a number of seconds > 0")
+    return value
+
+
+def count_or_off(raw: str) -> int | None:
+    word = raw.strip().lower()
+    if word in ("", "none", "off", "never"):
+        return None
+    try:
+        return max(0, int(word))
+    except ValueError:
+        raise ValueError("expected a whole number or 'off'") from None
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        by_folded = {c.lower(): c for c in choices}
+        try:
+            return by_folded[raw.strip().lower()]
+        except KeyError:
+            raise ValueError(f"expected one of {', '.join(choices)}") from None
+
+    parse.choices = choices  # for the CLI option's help and README
+    return parse
+
+
+# --- the declaration --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: where its value comes from, what it means, and how its text is read.
+
+    `goes_to` says who reads it: "settings" (the `Settings` attribute `name`),
+    "kafka" or "dsn" (one part of `Settings.kafka` / `Settings.dsn`), or "command"
+    (the option of the commands that take it; click reads the variable).
+    """
+
+    name: str
+    env: str  # the variable; `<...>` marks a family (SINKFRAME_DB_<PARAM>)
+    description: str
+    default: Any = None
+    parse: Callable[[str], Any] = as_text
+    option: str | None = None  # e.g. "--database-url"
+    option_value: Any = None  # for a switch (--no-schema): the value it sets
+    repeatable: bool = False  # the option may repeat; the variable is ':'-separated
+    goes_to: str = "settings"
+    blank_is_default: bool = True  # `VAR=` counts as unset (else its empty text is parsed)
+    default_text: str | None = None  # the default as the README shows it
+    metavar: str = "TEXT"  # what the option's value looks like in --help
+    option_help: str | None = None  # when the option says it differently (--no-schema)
+
+    def read(self, env: Mapping[str, str]) -> Any:
+        """The value in `env`, parsed; ConfigError naming the variable when it cannot be."""
+        raw = env.get(self.env)
+        if raw is None or (self.blank_is_default and not raw.strip()):
+            return self.default
+        return self.from_text(raw, self.env)
+
+    def from_text(self, raw: str, where: str) -> Any:
+        try:
+            return self.parse(raw)
+        except ValueError as err:
+            raise ConfigError(f"{where}={raw!r}: {err}") from None
+
+    @property
+    def is_family(self) -> bool:
+        return "<" in self.env
+
+    @property
+    def shown_default(self) -> str:
+        if self.default_text is not None:
+            return self.default_text
+        if self.default is None or self.default == ():
+            return ""
+        if isinstance(self.default, bool):
+            return "on" if self.default else "off"
+        return f"`{self.default}`"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("brokers", "REDPANDA_BROKERS", "Kafka bootstrap servers", "localhost:9092",
+            option="--brokers", goes_to="kafka", metavar="HOST:PORT,..."),
+    Setting("kafka_properties", "SINKFRAME_KAFKA_<PROPERTY>",
+            "any librdkafka property, dots as underscores: `SINKFRAME_KAFKA_SESSION_TIMEOUT_MS=6000` -> "
+            "`session.timeout.ms` (`SINKFRAME_KAFKA_BOOTSTRAP_SERVERS` wins over `REDPANDA_BROKERS`)",
+            goes_to="kafka"),
+    Setting("database_url", "SINKFRAME_DATABASE_URL",
+            "the database as a libpq URL or key=value DSN (instead of `TIMESCALEDB_*`)",
+            option="--database-url", goes_to="dsn", metavar="URL"),
+    Setting("database_host", "TIMESCALEDB_HOST", "database host", "localhost", goes_to="dsn",
+            blank_is_default=False),
+    Setting("database_port", "TIMESCALEDB_PORT", "database port", "5432", goes_to="dsn", blank_is_default=False),
+    Setting("database_name", "TIMESCALEDB_DB", "database name", "iot_data", goes_to="dsn", blank_is_default=False),
+    Setting("database_user", "TIMESCALEDB_USER", "database role", "postgres", goes_to="dsn",
+            blank_is_default=False),
+    Setting("database_password", "TIMESCALEDB_PASSWORD", "its password (never logged)", goes_to="dsn"),
+    Setting("database_params", "SINKFRAME_DB_<PARAM>",
+            "any libpq parameter, e.g. `SINKFRAME_DB_SSLMODE=verify-full`, `SINKFRAME_DB_SSLROOTCERT=/ca.pem`",
+            goes_to="dsn"),
+    Setting("pool_size", "SINKFRAME_DB_POOL_SIZE", "most connections the writer pool opens", 4,
+            parse=positive_int),
+    Setting("prepare_threshold", "SINKFRAME_DB_PREPARE_THRESHOLD",
+            "psycopg prepares a statement after this many runs; `off`: never (for PgBouncer in transaction "
+            "mode and other proxies that do not keep prepared statements per connection)", 5,
+            parse=count_or_off, blank_is_default=False),
+    Setting("write_method", "SINKFRAME_WRITE_METHOD",
+            "`copy` (binary COPY) or `insert` (one `INSERT ... SELECT FROM unnest` per table, for servers "
+            "and proxies without COPY)", "copy", parse=one_of("copy", "insert")),
+    Setting("schema_dir", "SINKFRAME_SCHEMA_DIR", "schema spec folders or files, `:`-separated", "schema",
+            option="--schema-dir", repeatable=True, blank_is_default=False,
+            metavar="PATH"),
+    Setting("apply_schema", "SINKFRAME_APPLY_SCHEMA",
+            "create or update the connectors' tables from the specs before consuming; `0`: leave them alone",
+            True, parse=as_flag, option="--no-schema", option_value=False, blank_is_default=False,
+            option_help="Leave the tables alone: do not create or update them from the specs before consuming."),
+    Setting("plain_postgres", "SINKFRAME_PLAIN_POSTGRES",
+            "allow a server without TimescaleDB: plain tables, TimescaleDB objects skipped and listed",
+            False, parse=as_flag, option="--plain-postgres", option_value=True),
+    Setting("plugins_dirs", "SINKFRAME_PLUGINS_DIRS", "folders of extra mapper plugins (`*.py`), `:`-separated",
+            (), parse=Path, option="--plugins-dir", repeatable=True, goes_to="command",
+            metavar="DIR"),
+    Setting("metrics_port", "SINKFRAME_METRICS_PORT", "serve `/metrics`, `/healthz` and `/readyz` on this port",
+            None, parse=port_number, option="--metrics-port", goes_to="command",
+            default_text="off", metavar="PORT"),
+    Setting("metrics_host", "SINKFRAME_METRICS_HOST", "the address the metrics port listens on", "0.0.0.0",
+            blank_is_default=False),
+    Setting("progress_interval", "SINKFRAME_PROGRESS_INTERVAL",
+            "seconds between progress log lines when stderr is not a terminal", 30.0, parse=positive_seconds,
+            default_text="`30`"),
+    Setting("log_level", "SINKFRAME_LOG_LEVEL", "log level", "INFO",
+            parse=one_of("DEBUG", "INFO", "WARNING", "ERROR"), option="--log-level", goes_to="command"),
+    Setting("log_format", "SINKFRAME_LOG_FORMAT", "`text` for people, `json`: one JSON object per line", "text",
+            parse=one_of("text", "json"), option="--log-format", goes_to="command"),
+)
+SETTING: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+# SINKFRAME_DB_* names that are sinkframe settings, not libpq parameters.
+DB_SETTING_NAMES = {s.env[len(DB_ENV_PREFIX):] for s in SETTINGS
+                    if s.env.startswith(DB_ENV_PREFIX) and not s.is_family}
+WRITE_METHODS = SETTING["write_method"].parse.choices
+
+
+def read_setting(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One declared setting from the environment (for a command that needs only it)."""
+    return SETTING[name].read(os.environ if env is None else env)
 
 
 def kafka_property_from_env_name(name: str) -> str:
@@ -41,29 +223,22 @@ def kafka_property_from_env_name(name: str) -> str:
 class Settings:
     kafka: Mapping[str, str] = field(default_factory=dict)
     dsn: str = ""
-    pool_size: int = 4
-    write_method: str = "copy"
-    plain_postgres: bool = False
-    schema_dir: str = "schema"
-    apply_schema: bool = True
-    # psycopg prepares a statement after this many executions; None: never. Off for
-    # servers/proxies that do not keep prepared statements per connection (PgBouncer
-    # in transaction mode, the embedded engine whose connections share one session).
-    prepare_threshold: int | None = 5
+    pool_size: int = SETTING["pool_size"].default
+    write_method: str = SETTING["write_method"].default
+    plain_postgres: bool = SETTING["plain_postgres"].default
+    schema_dir: str = SETTING["schema_dir"].default
+    apply_schema: bool = SETTING["apply_schema"].default
+    # None: never prepare (see SETTINGS: proxies, and the embedded engine whose
+    # connections share one session).
+    prepare_threshold: int | None = SETTING["prepare_threshold"].default
+    metrics_host: str = SETTING["metrics_host"].default
+    progress_interval: float = SETTING["progress_interval"].default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        return cls(
-            kafka=kafka_settings_from_env(env),
-            dsn=database_dsn_from_env(env),
-            pool_size=_positive_int(env, "SINKFRAME_DB_POOL_SIZE", 4),
-            write_method=_choice(env, "SINKFRAME_WRITE_METHOD", WRITE_METHODS, "copy"),
-            plain_postgres=env.get("SINKFRAME_PLAIN_POSTGRES", "").strip().lower() in TRUE_WORDS,
-            schema_dir=env.get("SINKFRAME_SCHEMA_DIR", "schema"),
-            apply_schema=env.get("SINKFRAME_APPLY_SCHEMA", "1").strip().lower() in TRUE_WORDS,
-            prepare_threshold=_prepare_threshold(env),
-        )
+        return cls(kafka=kafka_settings_from_env(env), dsn=database_dsn_from_env(env),
+                   **{s.name: s.read(env) for s in SETTINGS if s.goes_to == "settings"})
 
     def with_overrides(self, *, brokers: str | None = None, database_url: str | None = None,
                        **others) -> "Settings":
@@ -86,7 +261,7 @@ class Settings:
 
 
 def kafka_settings_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    props = {"bootstrap.servers": env.get("REDPANDA_BROKERS") or "localhost:9092"}
+    props = {"bootstrap.servers": SETTING["brokers"].read(env)}
     for name, value in env.items():
         if name.startswith(KAFKA_ENV_PREFIX) and len(name) > len(KAFKA_ENV_PREFIX):
             props[kafka_property_from_env_name(name)] = value
@@ -94,17 +269,15 @@ def kafka_settings_from_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def database_dsn_from_env(env: Mapping[str, str]) -> str:
-    base = env.get("SINKFRAME_DATABASE_URL")
+    base = SETTING["database_url"].read(env)
     params: dict[str, str] = {}
     if not base:
-        params = {
-            "host": env.get("TIMESCALEDB_HOST", "localhost"),
-            "port": env.get("TIMESCALEDB_PORT", "5432"),
-            "dbname": env.get("TIMESCALEDB_DB", "iot_data"),
-            "user": env.get("TIMESCALEDB_USER", "postgres"),
-        }
-        if env.get("TIMESCALEDB_PASSWORD"):
-            params["password"] = env["TIMESCALEDB_PASSWORD"]
+        params = {key: SETTING[name].read(env) for key, name in (
+            ("host", "database_host"), ("port", "database_port"), ("dbname", "database_name"),
+            ("user", "database_user"))}
+        password = SETTING["database_password"].read(env)
+        if password:
+            params["password"] = password
     for name, value in env.items():
         if name.startswith(DB_ENV_PREFIX) and name[len(DB_ENV_PREFIX):] not in DB_SETTING_NAMES:
             params[name[len(DB_ENV_PREFIX):].lower()] = value
@@ -115,6 +288,72 @@ def database_dsn_from_env(env: Mapping[str, str]) -> str:
         raise ConfigError(f"SINKFRAME_DATABASE_URL / SINKFRAME_DB_*: invalid connection string: "
                           f"{redact_text(str(err), params.get('password'))}") from None
 
+
+# --- what the declaration generates: CLI options and the README table ---------------------
+
+def setting_option(name: str):
+    """The click option of a declared setting: its name, help, type and default from SETTINGS.
+
+    A setting of `Settings` gets an override option (None when not given; the
+    environment is read by `Settings.from_env`). A command's own setting gets an
+    option that click fills from the variable, parsed the same way.
+    """
+    setting = SETTING[name]
+    help_text = _option_help(setting)
+    if setting.option_value is not None:
+        return click.option(setting.option, name, is_flag=True, flag_value=setting.option_value, default=None,
+                            help=help_text)
+    choices = getattr(setting.parse, "choices", None)
+    param_type = click.Choice(choices, case_sensitive=False) if choices else SettingParam(setting)
+    if setting.goes_to == "command":
+        return click.option(setting.option, name, envvar=setting.env, default=setting.default,
+                            multiple=setting.repeatable, type=param_type, help=help_text)
+    join = (lambda _ctx, _param, values: os.pathsep.join(map(str, values)) or None) if setting.repeatable else None
+    return click.option(setting.option, name, multiple=setting.repeatable, type=param_type, callback=join,
+                        help=help_text)
+
+
+class SettingParam(click.ParamType):
+    """An option's text parsed by its setting's parser, the one its variable goes through."""
+
+    def __init__(self, setting: Setting):
+        self.setting = setting
+        self.name = setting.metavar
+        if setting.repeatable:
+            self.envvar_list_splitter = os.pathsep
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.setting.parse(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def _option_help(setting: Setting) -> str:
+    text = setting.option_help or _sentence(setting.description)
+    # A switch's default is "not given"; the variable's default would read as the switch's.
+    if setting.shown_default and setting.option_value is None:
+        return f"{text} [env: {setting.env}; default: {setting.shown_default.strip('`')}]"
+    return f"{text} [env: {setting.env}]"
+
+
+def _sentence(description: str) -> str:
+    description = description.replace("`", "")
+    return description[:1].upper() + description[1:] + ("" if description.endswith(".") else ".")
+
+
+def settings_table() -> str:
+    """The README's settings table (markdown), one row per declared setting."""
+    rows = ["| variable | option | meaning | default |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        option = f"`{s.option}`" + (" (repeatable)" if s.repeatable else "") if s.option else ""
+        rows.append(f"| `{s.env}` | {option} | {s.description} | {s.shown_default} |")
+    return "\n".join(rows) + "\n"
+
+
+# --- secrets ---------------------------------------------------------------------------------
 
 def redact_dsn(dsn: str) -> str:
     """The DSN with any password replaced by '***', safe to log."""
@@ -141,33 +380,3 @@ def redact_text(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number >= 1")
-    return value
-
-
-def _prepare_threshold(env: Mapping[str, str]) -> int | None:
-    raw = env.get("SINKFRAME_DB_PREPARE_THRESHOLD", "5").strip().lower()
-    if raw in ("", "none", "off", "never"):
-        return None
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        raise ConfigError(f"SINKFRAME_DB_PREPARE_THRESHOLD={raw!r}: expected a whole number or 'off'") from None
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = env.get(name, default).strip().lower() or default
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r}: expected one of {', '.join(choices)}")
-    return value

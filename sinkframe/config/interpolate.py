@@ -28,6 +28,12 @@ def has_reference(text: str) -> bool:
     return "${" in text
 
 
+def references(text: str) -> list[tuple[str, str | None]]:
+    """(variable, default or None) of each `${VAR}` / `${VAR:-default}` in `text`."""
+    return [(m.group(1), m.group(2).replace("\\}", "}") if m.group(2) is not None else None)
+            for m in _REFERENCE.finditer(text) if m.group(0) != "$${"]
+
+
 def interpolate(text: str, env: Mapping[str, str]) -> str:
     """Substitute references in one string; raises MissingVariable."""
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from sinkframe.config.interpolate import MissingVariable, has_reference, interpolate_scalar
+from sinkframe.config.interpolate import MissingVariable, has_reference, interpolate_scalar, references
 from sinkframe.errors import ConfigError
 
 
@@ -86,3 +86,36 @@ def _construct(node, parts: tuple, doc: YamlDocument, env, problems: list[str]):
             problems.append(doc.problem(parts, str(err)))
             return value
     return value
+
+
+@dataclass(frozen=True)
+class VariableReference:
+    """One `${VAR:-default}` in a YAML file: which variable, its default, and the key it sets."""
+
+    variable: str
+    default: str | None
+    path: Path
+    parts: tuple
+
+
+def variable_references(path: Path) -> list[VariableReference]:
+    """Every environment variable reference of a file's scalar values, in file order."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    found: list[VariableReference] = []
+
+    def walk(node, parts: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                walk(value_node, parts + (key_node.value,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, parts + (i,))
+        elif isinstance(node.value, str) and has_reference(node.value):
+            found.extend(VariableReference(name, default, path, parts) for name, default in references(node.value))
+
+    if node is not None:
+        walk(node, ())
+    return found

@@ -10,18 +10,11 @@ from pathlib import Path
 
 import click
 
-from sinkframe.errors import ConfigError, SinkframeError
+from sinkframe.clierrors import exit_on_error
 from sinkframe.ops.timespec import parse_duration, parse_instant
-from sinkframe.settings import Settings
+from sinkframe.settings import Settings, setting_option
 
 TOPIC_ENV = {"raw": "RAW_TOPIC", "enriched": "ENRICHED_TOPIC", "smart_breaker": "SMART_BREAKER_TOPIC"}
-
-
-def _fail(err: Exception, code: int = 1):
-    problems = err.problems if isinstance(err, ConfigError) else [str(err)]
-    for problem in problems:
-        click.echo(f"error: {problem}", err=True)
-    sys.exit(2 if isinstance(err, ConfigError) else code)
 
 
 class Duration(click.ParamType):
@@ -49,12 +42,10 @@ class Instant(click.ParamType):
 # -- status -------------------------------------------------------------------------
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-              help="A folder of extra mapper plugins (*.py). Repeatable.")
-@click.option("--brokers", help="Kafka bootstrap servers (default: $REDPANDA_BROKERS).")
-@click.option("--database-url", help="libpq URL or DSN (default: $SINKFRAME_DATABASE_URL or $TIMESCALEDB_*).")
-@click.option("--schema-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Schema specs to compare the database with (default: ./schema).")
+@setting_option("plugins_dirs")
+@setting_option("brokers")
+@setting_option("database_url")
+@setting_option("schema_dir")
 @click.option("--lookback", type=Duration(), default="1d", show_default=True,
               help="Count rows ingested in the last minute/hour among those with event time this recent.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -63,12 +54,12 @@ def status(files, plugins_dirs, brokers, database_url, schema_dir, lookback, out
     rows ingested recently, dead letters and schema state."""
     from sinkframe.ops.status import collect_status, render_text
 
-    settings = Settings.from_env().with_overrides(
-        brokers=brokers, database_url=database_url, schema_dir=str(schema_dir) if schema_dir else None)
-    try:
-        report = collect_status(files, settings, plugins_dirs=plugins_dirs, lookback=lookback)
-    except SinkframeError as err:
-        _fail(err)
+    def collect():
+        settings = Settings.from_env().with_overrides(brokers=brokers, database_url=database_url,
+                                                      schema_dir=schema_dir)
+        return collect_status(files, settings, plugins_dirs=plugins_dirs, lookback=lookback)
+
+    report = exit_on_error(collect)
     if output == "json":
         click.echo(json.dumps(report.as_dict(), indent=2, default=str))
     else:
@@ -87,7 +78,7 @@ def status(files, plugins_dirs, brokers, database_url, schema_dir, lookback, out
               help="Instead of live readings, send readings from this long ago up to now (24h).")
 @click.option("--interval", type=Duration(), default="60s", show_default=True,
               help="With --backfill: time between two readings of one device.")
-@click.option("--brokers", help="Kafka bootstrap servers (default: $REDPANDA_BROKERS).")
+@setting_option("brokers")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same fleet and values.")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(["raw", "enriched", "smart_breaker"]),
               help="Message kinds to send (repeatable; default: all three).")
@@ -114,7 +105,7 @@ def simulate(devices, rate, duration, count, backfill, interval, brokers, seed, 
     from sinkframe.simulator import DEFAULT_TOPICS, KINDS, Fleet, ensure_topics, produce
     from sinkframe.simulator.produce import producer_config
 
-    kafka = dict(Settings.from_env().with_overrides(brokers=brokers).kafka)
+    kafka = dict(exit_on_error(lambda: Settings.from_env().with_overrides(brokers=brokers)).kafka)
     bootstrap = kafka.pop("bootstrap.servers")
     topics = {kind: os.environ.get(TOPIC_ENV[kind]) or DEFAULT_TOPICS[kind] for kind in KINDS}
     for item in topic_overrides:
@@ -135,7 +126,8 @@ def simulate(devices, rate, duration, count, backfill, interval, brokers, seed, 
         end = parse_instant("now").timestamp()
         window = (end - backfill, end, interval)
     used = sorted({topics[k] for k in fleet.kinds})
-    try:
+
+    def send():
         if create_topics:
             created = ensure_topics(bootstrap, used, partitions=partitions, config=config)
             if created:
@@ -143,10 +135,10 @@ def simulate(devices, rate, duration, count, backfill, interval, brokers, seed, 
         stop = _stop_on_signals()
         click.echo(f"sending to {', '.join(used)} at {bootstrap}: {devices} devices, "
                    f"{'unlimited' if not rate else f'{rate:g} msg/s'}", err=True)
-        report = produce(bootstrap, fleet, rate=rate or None, duration=duration, count=count, topics=topics,
-                         config=config, backfill=window, stop=stop, on_progress=_print_progress)
-    except SinkframeError as err:
-        _fail(err)
+        return produce(bootstrap, fleet, rate=rate or None, duration=duration, count=count, topics=topics,
+                       config=config, backfill=window, stop=stop, on_progress=_print_progress)
+
+    report = exit_on_error(send)
     malformed = sum(n for (_, tag), n in fleet.counts.items() if tag == "malformed")
     click.echo(f"sent {report.sent} messages in {report.seconds:.1f}s ({report.rate:.0f} msg/s), "
                f"delivered {report.delivered}, failed {report.failed}, malformed {malformed}; "
@@ -180,24 +172,25 @@ def _stop_on_signals() -> threading.Event:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file (default: stdout).")
 @click.option("--time-column", help="Time column to filter on (default: `time`, or `bucket` for aggregates).")
-@click.option("--database-url", help="libpq URL or DSN (default: $SINKFRAME_DATABASE_URL or $TIMESCALEDB_*).")
+@setting_option("database_url")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when a terminal).")
 def export(relation, since, until, device_id, fmt, output, time_column, database_url, progress):
     """Stream rows of a table or continuous aggregate out with COPY, as CSV or JSON lines."""
     from sinkframe.export import ExportRequest, export_to
 
-    settings = Settings.from_env().with_overrides(database_url=database_url)
     request = ExportRequest(relation=relation, since=since, until=until, device_id=device_id, fmt=fmt,
                             time_column=time_column)
     show = sys.stderr.isatty() if progress is None else progress
-    try:
+
+    def export_rows():
+        settings = Settings.from_env().with_overrides(database_url=database_url)
         if output:
             with open(output, "wb") as out:
-                result = export_to(settings, request, out, progress=show)
-        else:
-            result = export_to(settings, request, sys.stdout.buffer, progress=show)
-    except SinkframeError as err:
-        _fail(err)
+                return export_to(settings, request, out, progress=show)
+        return export_to(settings, request, sys.stdout.buffer, progress=show)
+
+    try:
+        result = exit_on_error(export_rows)
     except BrokenPipeError:  # `sinkframe export ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)

@@ -11,13 +11,16 @@ from typing import Sequence, TextIO
 import click
 import psycopg
 
-from sinkframe.errors import ConfigError, SinkframeError
+from sinkframe.clierrors import EXIT_ERROR, exit_on_error, report_error
+from sinkframe.errors import SinkframeError
 from sinkframe.schema.apply import apply_schema
 from sinkframe.schema.planner import Plan, plan_schema
 from sinkframe.schema.spec import load_schema
-from sinkframe.settings import Settings, redact_dsn, redact_error
+from sinkframe.settings import Settings, redact_dsn, redact_error, setting_option
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+# Exit 2 means "changes to apply" here (as terraform plan -detailed-exitcode), so every
+# error, a configuration one included, exits 1.
+EXIT_OK, EXIT_CHANGES = 0, 2
 
 
 def plan_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[str] = (),
@@ -31,7 +34,7 @@ def plan_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[s
             plan = plan_schema(conn, spec, tables=set(tables) or None, plain_postgres=settings.plain_postgres)
             script = plan.as_text(conn)
     except SinkframeError as error:
-        return _report_error(error, err)
+        return report_error(error, err, config_exit=EXIT_ERROR)
     out.write(script)
     _report_findings(plan, err)
     if plan.empty:
@@ -51,7 +54,7 @@ def apply_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[
         with _connect(settings) as conn:
             plan = apply_schema(conn, spec, tables=set(tables) or None, plain_postgres=settings.plain_postgres)
     except SinkframeError as error:
-        return _report_error(error, err)
+        return report_error(error, err, config_exit=EXIT_ERROR)
     for step in plan.steps:
         out.write(f"applied: {step.description}\n")
     _report_findings(plan, err)
@@ -77,27 +80,16 @@ def _report_findings(plan: Plan, err: TextIO) -> None:
             err.write(f"  skipped: {item}\n")
 
 
-def _report_error(error: SinkframeError, err: TextIO) -> int:
-    lines = error.problems if isinstance(error, ConfigError) else [str(error)]
-    for line in lines:
-        err.write(f"error: {line}\n")
-    return EXIT_ERROR
-
-
 # --- click --------------------------------------------------------------------------------
 
-def _settings(database_url: str | None, plain_postgres: bool) -> Settings:
-    settings = Settings.from_env()
-    return settings.with_overrides(database_url=database_url, plain_postgres=plain_postgres or None)
+def _settings(database_url: str | None, plain_postgres: bool | None) -> Settings:
+    return Settings.from_env().with_overrides(database_url=database_url, plain_postgres=plain_postgres)
 
 
 _paths = click.argument("schema_paths", metavar="[SCHEMA_DIR_OR_FILE]...", nargs=-1,
                         type=click.Path(exists=True))
-_database_url = click.option("--database-url", metavar="URL",
-                             help="Database to use (default: SINKFRAME_DATABASE_URL / TIMESCALEDB_*).")
-_plain_postgres = click.option("--plain-postgres", is_flag=True, default=False,
-                               help="Allow a server without TimescaleDB: create plain tables and indexes "
-                                    "only (also SINKFRAME_PLAIN_POSTGRES=1).")
+_database_url = setting_option("database_url")
+_plain_postgres = setting_option("plain_postgres")
 _tables = click.option("--table", "tables", multiple=True, metavar="NAME",
                        help="Only this table (and its continuous aggregates); repeatable.")
 
@@ -116,10 +108,7 @@ def schema_group() -> None:
               help="Exit 2 when there are changes to apply (0: up to date, 1: error).")
 def plan_cli(schema_paths, database_url, plain_postgres, tables, detailed_exitcode) -> None:
     """Print the SQL that apply would run (nothing when up to date) and any drift."""
-    try:
-        settings = _settings(database_url, plain_postgres)
-    except ConfigError as error:
-        sys.exit(_report_error(error, sys.stderr))
+    settings = exit_on_error(lambda: _settings(database_url, plain_postgres), config_exit=EXIT_ERROR)
     sys.exit(plan_command(schema_paths, settings=settings, tables=tables, detailed_exitcode=detailed_exitcode))
 
 
@@ -130,8 +119,5 @@ def plan_cli(schema_paths, database_url, plain_postgres, tables, detailed_exitco
 @_tables
 def apply_cli(schema_paths, database_url, plain_postgres, tables) -> None:
     """Create or update the schema; running it again changes nothing."""
-    try:
-        settings = _settings(database_url, plain_postgres)
-    except ConfigError as error:
-        sys.exit(_report_error(error, sys.stderr))
+    settings = exit_on_error(lambda: _settings(database_url, plain_postgres), config_exit=EXIT_ERROR)
     sys.exit(apply_command(schema_paths, settings=settings, tables=tables))

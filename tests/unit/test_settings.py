@@ -1,11 +1,18 @@
 """Settings from the environment: the seed deployment's variables and the SINKFRAME_* ones."""
 from __future__ import annotations
 
+import os
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from sinkframe.errors import ConfigError
-from sinkframe.settings import Settings, redact_dsn, redact_error
+from sinkframe.settings import (DB_SETTING_NAMES, SETTING, SETTINGS, Settings, read_setting, redact_dsn,
+                                redact_error)
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_seed_deployment_variables_keep_working():
@@ -63,3 +70,52 @@ def test_redact_error_masks_the_dsn_password_in_driver_text():
     err = RuntimeError('connection failed: password "hunter2" rejected\n')
     assert redact_error(err, "host=h password=hunter2") == 'connection failed: password "***" rejected'
     assert redact_error(err, "not a dsn ===") == 'connection failed: password "hunter2" rejected'
+
+
+@pytest.mark.parametrize("raw, value", [(None, 5), ("0", 0), ("12", 12), ("off", None), ("never", None), ("", None)])
+def test_prepare_threshold(raw, value):
+    env = {} if raw is None else {"SINKFRAME_DB_PREPARE_THRESHOLD": raw}
+    assert Settings.from_env(env).prepare_threshold == value
+
+
+def test_a_bad_prepare_threshold_is_named():
+    with pytest.raises(ConfigError, match="SINKFRAME_DB_PREPARE_THRESHOLD='sometimes': expected a whole number "
+                                          "or 'off'"):
+        Settings.from_env({"SINKFRAME_DB_PREPARE_THRESHOLD": "sometimes"})
+
+
+def test_every_settings_attribute_is_declared_once_with_its_default():
+    declared = {s.name: s for s in SETTINGS if s.goes_to == "settings"}
+    assert {f.name for f in fields(Settings)} - {"kafka", "dsn"} == set(declared)
+    assert all(getattr(Settings(), name) == setting.default for name, setting in declared.items())
+    assert all(getattr(Settings.from_env({}), name) == setting.default for name, setting in declared.items())
+    assert len({s.env for s in SETTINGS}) == len(SETTINGS)
+    assert DB_SETTING_NAMES == {"POOL_SIZE", "PREPARE_THRESHOLD"}
+
+
+def test_defaults_and_blank_values():
+    s = Settings.from_env({"SINKFRAME_DB_POOL_SIZE": "", "SINKFRAME_WRITE_METHOD": " ", "REDPANDA_BROKERS": ""})
+    assert (s.pool_size, s.write_method, s.kafka["bootstrap.servers"]) == (4, "copy", "localhost:9092")
+    assert Settings.from_env({"SINKFRAME_APPLY_SCHEMA": "0"}).apply_schema is False
+    assert Settings.from_env({"SINKFRAME_KAFKA_BOOTSTRAP_SERVERS": "k:1", "REDPANDA_BROKERS": "r:1"}) \
+        .kafka["bootstrap.servers"] == "k:1"
+    assert Settings.from_env({"SINKFRAME_PROGRESS_INTERVAL": "2.5"}).progress_interval == 2.5
+    assert read_setting("log_level", {"SINKFRAME_LOG_LEVEL": "debug"}) == "DEBUG"
+
+
+def test_cli_options_come_from_the_declaration(monkeypatch):
+    from click.testing import CliRunner
+
+    from sinkframe.cli import cli
+
+    help_text = " ".join(CliRunner().invoke(cli, ["run", "--help"]).output.split())
+    for name in ("plugins_dirs", "brokers", "database_url", "schema_dir", "apply_schema", "plain_postgres",
+                 "metrics_port"):
+        setting = SETTING[name]
+        assert f"{setting.option} " in help_text and f"[env: {setting.env}" in help_text, name
+    assert "--schema-dir PATH" in help_text and "default: schema]" in help_text
+    monkeypatch.setenv("SINKFRAME_PLUGINS_DIRS", f"/nowhere{os.pathsep}{REPO / 'examples' / 'plugins'}")
+    listed = CliRunner().invoke(cli, ["plugins"])
+    assert "env_sensor" in listed.output and "--plugins-dir /nowhere: not a directory" in listed.output
+    bad_port = CliRunner().invoke(cli, ["run", "c.yaml"], env={"SINKFRAME_METRICS_PORT": "lots"})
+    assert bad_port.exit_code == 2 and "expected a port number" in bad_port.output
