@@ -1,4 +1,10 @@
-"""`sinkframe validate`: every offline check of connector files, every error reported at once."""
+"""`sinkframe validate`: every offline check of connector files, every error reported at once.
+
+A file is checked in the order a run would find its problems: the file itself
+(YAML, connector schema, cross-key rules), its plugin and the plugin's config,
+its table roles, then what the mapper writes against the table specs
+(`sinkframe.schema.contract`).
+"""
 from __future__ import annotations
 
 import os
@@ -9,6 +15,9 @@ from typing import Sequence
 from sinkframe.config.connector import ConnectorConfig, load_connector
 from sinkframe.errors import ConfigError, PluginLoadError
 from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.schema.contract import target_problems
+from sinkframe.schema.spec import SchemaSpec, load_schema
+from sinkframe.settings import read_setting
 
 
 @dataclass
@@ -20,10 +29,9 @@ class FileReport:
 
 def validate_files(paths: Sequence[Path], *, plugins_dirs: Sequence[Path] = (),
                    schema_dir: str | None = None) -> list[FileReport]:
-    from sinkframe.pipeline.runner import build_mapper, resolve_targets
-
+    """`schema_dir`: spec folders/files, ':'-separated (default: SINKFRAME_SCHEMA_DIR)."""
     registry = PluginRegistry(plugins_dirs)
-    declared_tables, schema_problem = _declared_tables(schema_dir or os.environ.get("SINKFRAME_SCHEMA_DIR", "schema"))
+    spec, spec_problem = _load_specs(read_setting("schema_dir") if schema_dir is None else schema_dir)
     reports, names = [], {}
     for path in paths:
         report = FileReport(str(path))
@@ -34,51 +42,45 @@ def validate_files(paths: Sequence[Path], *, plugins_dirs: Sequence[Path] = (),
             report.errors.extend(err.problems)
             continue
         if connector.name in names:
-            report.errors.append(f"{path}::$.name: connector name {connector.name!r} is also used by {names[connector.name]}")
+            report.errors.append(connector.doc.problem(("name",), f"connector name {connector.name!r} is also "
+                                                                  f"used by {names[connector.name]}"))
         names.setdefault(connector.name, str(path))
-        try:
-            mapper = build_mapper(connector, registry)
-            targets = resolve_targets(connector, mapper)
-        except PluginLoadError as err:
-            report.errors.append(connector.source.problem(("mapper", "plugin"), str(err)))
-            continue
-        except ConfigError as err:
-            report.errors.extend(err.problems)
-            continue
-        report.errors.extend(_unknown_tables(connector, targets, declared_tables, schema_problem))
+        problems, targets = _check_connector(connector, registry, spec, spec_problem)
+        report.errors.extend(problems)
         if not report.errors:
-            tables = ", ".join(sorted({t.table for t in targets.values()}))
-            report.summary = (f"{connector.name}: {connector.topic} -> {connector.plugin} -> {tables} "
-                              f"(batch {connector.max_rows} rows / {connector.max_wait_ms} ms, "
-                              f"errors.tolerance {connector.tolerance})")
+            report.summary = _summary(connector, targets)
     return reports
 
 
-def _declared_tables(schema_dir: str) -> tuple[set[str] | None, str | None]:
+def _check_connector(connector: ConnectorConfig, registry: PluginRegistry, spec: SchemaSpec | None,
+                     spec_problem: str | None) -> tuple[list[str], dict]:
+    """(problems, the connector's targets by role)."""
+    from sinkframe.pipeline.runner import build_mapper, resolve_targets
+
     try:
-        from sinkframe.schema import load_schema
-    except ImportError:
-        return None, None
+        targets = resolve_targets(connector, build_mapper(connector, registry))
+    except PluginLoadError as err:
+        return [connector.doc.problem(("mapper", "plugin"), str(err))], {}
+    except ConfigError as err:
+        return err.problems, {}
+    if spec is None:
+        return [connector.doc.problem(("tables",), f"cannot check target tables: {spec_problem}")], targets
+    return target_problems(connector, targets, spec), targets
+
+
+def _load_specs(schema_dir: str) -> tuple[SchemaSpec | None, str | None]:
     paths = [p for p in schema_dir.split(os.pathsep) if p]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         return None, f"schema folder {missing[0]} does not exist"
     try:
-        return load_schema(paths).table_names(), None
+        return load_schema(paths), None
     except ConfigError as err:
         return None, "; ".join(err.problems)
 
 
-def _unknown_tables(connector: ConnectorConfig, targets, declared: set[str] | None,
-                    schema_problem: str | None) -> list[str]:
-    if declared is None:
-        return [connector.source.problem(("tables",), f"cannot check target tables: {schema_problem}")] \
-            if schema_problem else []
-    problems = []
-    for role, target in sorted(targets.items()):
-        if target.table not in declared:
-            key = ("tables", role) if role in connector.tables else ("mapper", "plugin")
-            problems.append(connector.source.problem(
-                key, f"table {target.table!r} (role {role!r}) is declared in no schema spec; "
-                     f"known tables: {', '.join(sorted(declared))}"))
-    return problems
+def _summary(connector: ConnectorConfig, targets: dict) -> str:
+    tables = ", ".join(sorted({t.table for t in targets.values()}))
+    return (f"{connector.name}: {connector.topic} -> {connector.plugin} -> {tables} "
+            f"(batch {connector.max_rows} rows / {connector.max_wait_ms} ms, "
+            f"errors.tolerance {connector.tolerance})")

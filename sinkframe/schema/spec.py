@@ -10,6 +10,10 @@ then check what JSON Schema cannot (a column that does not exist, a primary key
 of a hypertable without its time column, a refresh window that reaches past the
 retention window...). Every problem in every file is collected before
 `load_schema` raises, each as `file:line::$.key.path: message`.
+
+A loaded table and each of its columns remember where they are declared
+(`where`, `file:line`), so that a check against the spec elsewhere
+(`sinkframe.schema.contract`) can point at the line to fix.
 """
 from __future__ import annotations
 
@@ -63,6 +67,7 @@ SPEC_SCHEMA: dict[str, Any] = {
             "properties": {
                 "name": _identifier,
                 "type": {"type": "string", "pattern": TYPE_NAME, "description": "PostgreSQL type."},
+                "description": {"type": "string", "description": "What the column holds (docs/tables.md)."},
                 "nullable": {"type": "boolean", "default": True},
                 "default": {"type": "string", "minLength": 1,
                             "description": "An SQL expression, e.g. now()."},
@@ -163,6 +168,8 @@ class ColumnSpec:
     type: str  # canonical spelling (see canonical_type)
     nullable: bool = True
     default: str | None = None
+    description: str = field(default="", compare=False)
+    where: str = field(default="", compare=False)  # file:line of its declaration
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,8 @@ class TableSpec:
     indexes: tuple[IndexSpec, ...] = ()
     hypertable: HypertableSpec | None = None
     file: str = ""
+    description: str = field(default="", compare=False)
+    where: str = field(default="", compare=False)  # file:line of its declaration
 
     def column(self, name: str) -> ColumnSpec | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -256,6 +265,7 @@ class ContinuousAggregateSpec:
     refresh: RefreshSpec | None = None
     drop_after: str | None = None
     file: str = ""
+    description: str = field(default="", compare=False)
 
     @property
     def column_names(self) -> list[str]:
@@ -313,7 +323,7 @@ def load_schema(paths: str | os.PathLike | Iterable[str | os.PathLike],
                                                        f"{first_doc.where(first_parts)}"))
                     continue
                 declared_in[name] = (doc, parts)
-                target[name] = build(name, body, str(doc.path))
+                target[name] = build(name, body, doc, parts)
     for name, table in tables.items():
         doc, parts = declared_in[name]
         problems.extend(doc.problem(parts + tuple(p), m) for p, m in _check_table(table))
@@ -346,9 +356,10 @@ def _spec_files(paths) -> list[Path]:
     return files
 
 
-def _build_table(name: str, body: Mapping[str, Any], file: str) -> TableSpec:
-    columns = tuple(ColumnSpec(c["name"], canonical_type(c["type"]), c.get("nullable", True),
-                               c.get("default")) for c in body["columns"])
+def _build_table(name: str, body: Mapping[str, Any], doc: YamlDocument, parts: tuple) -> TableSpec:
+    columns = tuple(ColumnSpec(c["name"], canonical_type(c["type"]), c.get("nullable", True), c.get("default"),
+                               description=c.get("description", ""), where=doc.where(parts + ("columns", i)))
+                    for i, c in enumerate(body["columns"]))
     pk = body.get("primary_key")
     hyper = body.get("hypertable")
     return TableSpec(
@@ -359,7 +370,9 @@ def _build_table(name: str, body: Mapping[str, Any], file: str) -> TableSpec:
                      for cols in body.get("unique", [])),
         indexes=tuple(_build_index(name, i) for i in body.get("indexes", [])),
         hypertable=_build_hypertable(hyper) if hyper else None,
-        file=file,
+        file=str(doc.path),
+        description=body.get("description", ""),
+        where=doc.where(parts),
     )
 
 
@@ -389,7 +402,7 @@ def _build_hypertable(body: Mapping[str, Any]) -> HypertableSpec:
     )
 
 
-def _build_cagg(name: str, body: Mapping[str, Any], file: str) -> ContinuousAggregateSpec:
+def _build_cagg(name: str, body: Mapping[str, Any], doc: YamlDocument, _parts: tuple) -> ContinuousAggregateSpec:
     refresh = body.get("refresh")
     return ContinuousAggregateSpec(
         name=name,
@@ -403,7 +416,8 @@ def _build_cagg(name: str, body: Mapping[str, Any], file: str) -> ContinuousAggr
         refresh=RefreshSpec(refresh["start_offset"], refresh["end_offset"],
                             refresh["schedule_interval"]) if refresh else None,
         drop_after=(body.get("retention") or {}).get("drop_after"),
-        file=file,
+        file=str(doc.path),
+        description=body.get("description", ""),
     )
 
 

@@ -111,3 +111,110 @@ def test_broken_plugin_is_named(runner, tmp_path):
     assert result.exit_code == 1
     assert "unknown mapper plugin 'broken'; known plugins: enriched, env_sensor, raw, smart_breaker" in result.output
     assert "broken.py: import failed: ModuleNotFoundError" in result.output
+
+
+# --- the connector's targets against the table specs -------------------------------------------
+
+def copy_specs(tmp_path: Path, edit=None) -> Path:
+    """schema/ copied to tmp_path/schema, smart_breaker.yaml passed through `edit(text)`."""
+    folder = tmp_path / "schema"
+    shutil.copytree(REPO / "schema", folder)
+    if edit:
+        path = folder / "smart_breaker.yaml"
+        path.write_text(edit(path.read_text()))
+    return folder
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def validate_breaker(runner, tmp_path: Path, specs: Path):
+    connector = tmp_path / "smart_breaker.yaml"
+    shutil.copy(REPO / "configs" / "smart_breaker.yaml", connector)
+    return connector, runner.invoke(cli, ["validate", "--schema-dir", str(specs), str(connector)])
+
+
+def test_a_column_the_spec_lacks_is_named_with_connector_table_and_spec(runner, tmp_path):
+    specs = copy_specs(tmp_path, lambda text: text.replace(
+        "      - {name: reactive_power, type: double precision}\n", ""))
+    connector, result = validate_breaker(runner, tmp_path, specs)
+    assert result.exit_code == 1, result.output
+    spec_file = specs / "smart_breaker.yaml"
+    assert (f"{connector}:{line_of(connector, 'measurements: smart_breaker_data')}::$.tables.measurements: "
+            f"plugin 'smart_breaker' fills column 'reactive_power' of table 'smart_breaker_data', which its spec "
+            f"({spec_file}:{line_of(spec_file, 'smart_breaker_data:')}) does not have") in result.output
+    assert "1 error(s) in 1 of 1 file(s)" in result.output
+
+
+def test_a_type_that_differs_is_named_with_both_types_and_the_spec_line(runner, tmp_path):
+    specs = copy_specs(tmp_path, lambda text: text.replace("{name: trip_count, type: integer}",
+                                                           "{name: trip_count, type: text}"))
+    connector, result = validate_breaker(runner, tmp_path, specs)
+    assert result.exit_code == 1, result.output
+    spec_file = specs / "smart_breaker.yaml"
+    assert (f"{connector}:{line_of(connector, 'measurements: smart_breaker_data')}::$.tables.measurements: "
+            "plugin 'smart_breaker' writes column 'trip_count' of table 'smart_breaker_data' as integer, but "
+            f"{spec_file}:{line_of(spec_file, 'trip_count')} declares it text") in result.output
+
+
+def test_a_not_null_column_without_default_the_mapper_never_fills(runner, tmp_path):
+    specs = copy_specs(tmp_path, lambda text: text.replace(
+        "      - {name: ingested_at,", "      - {name: site_id, type: text, nullable: false}\n"
+                                      "      - {name: ingested_at,"))
+    connector, result = validate_breaker(runner, tmp_path, specs)
+    assert result.exit_code == 1, result.output
+    spec_file = specs / "smart_breaker.yaml"
+    assert (f"{connector}:{line_of(connector, 'measurements: smart_breaker_data')}::$.tables.measurements: "
+            "column 'site_id' of table 'smart_breaker_data' is NOT NULL without a default "
+            f"({spec_file}:{line_of(spec_file, 'site_id')}), and plugin 'smart_breaker' does not fill it")\
+        in result.output
+
+
+def test_type_spellings_are_normalised(runner, tmp_path):
+    specs = copy_specs(tmp_path, lambda text: text.replace("{name: trip_count, type: integer}",
+                                                           "{name: trip_count, type: int4}")
+                       .replace("{name: time, type: timestamptz,", "{name: time, type: timestamp with time zone,")
+                       .replace("{name: temperature, type: double precision}", "{name: temperature, type: float8}")
+                       .replace("{name: breaker_status, type: text}", "{name: breaker_status, type: TEXT}"))
+    _, result = validate_breaker(runner, tmp_path, specs)
+    assert result.exit_code == 0, result.output
+
+
+def test_an_upsert_key_without_a_unique_constraint(runner, tmp_path):
+    specs = copy_specs(tmp_path)
+    path = specs / "device_metadata.yaml"
+    path.write_text(path.read_text().replace("    primary_key: [device_id]\n", ""))
+    connector, result = validate_breaker(runner, tmp_path, specs)
+    assert result.exit_code == 1, result.output
+    assert (f"{connector}:{line_of(connector, 'device_metadata: device_metadata')}::$.tables.device_metadata: "
+            "plugin 'smart_breaker' upserts into table 'device_metadata' on (device_id), but its spec "
+            f"({path}:{line_of(path, '  device_metadata:')}) has no primary key or unique constraint") \
+        in result.output
+
+
+def test_a_plugins_default_table_is_pointed_at_the_plugin_key(runner, tmp_path):
+    specs = copy_specs(tmp_path, lambda text: text.replace("{name: trip_count, type: integer}",
+                                                           "{name: trip_count, type: bigint}"))
+    path = write(tmp_path, "c.yaml", "name: c\ntopic: t\nmapper:\n  plugin: smart_breaker\n")
+    result = runner.invoke(cli, ["validate", "--schema-dir", str(specs), str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:4::$.mapper.plugin: plugin 'smart_breaker' writes column 'trip_count'" in result.output
+
+
+def test_plugin_config_gets_the_same_did_you_mean_as_connector_config(runner, tmp_path):
+    path = write(tmp_path, "c.yaml", "name: c\ntopic: t\nmapper:\n  plugin: smart_breaker\n  config:\n"
+                                     "    update_device_metdata: false\n")
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert (f"{path}:6::$.mapper.config.update_device_metdata: unknown key 'update_device_metdata' "
+            "(did you mean 'update_device_metadata'?); allowed keys: strict_device_type, update_device_metadata"
+            ) in result.output
+
+
+def test_the_example_plugin_validates_against_its_spec(runner):
+    result = runner.invoke(cli, ["validate", "--plugins-dir", str(REPO / "examples" / "plugins"),
+                                 "--schema-dir", str(REPO / "schema"), "--schema-dir", str(REPO / "examples" / "schema"),
+                                 str(REPO / "examples" / "plugins" / "env_sensor.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "-> env_sensor -> env_sensor_data" in result.output
