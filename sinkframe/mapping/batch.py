@@ -161,6 +161,7 @@ def map_each(mapper: "Mapper", batch: RecordBatch, indices: Iterable[int] | None
     rows: dict[str, list[tuple]] = {role: [] for role in roles}
     origin: dict[str, list[int]] = {role: [] for role in roles}
     rejected: list[Rejection] = []
+    widths = {role: len(t.columns) for role, t in mapper.targets.items()}
     for index in range(len(batch)) if indices is None else indices:
         try:
             value = decode_json_object(batch.values[index])
@@ -168,7 +169,7 @@ def map_each(mapper: "Mapper", batch: RecordBatch, indices: Iterable[int] | None
                 validate(value)
             try:
                 # A list first: a generator or a bad row must fail here, before any row is kept.
-                mapped = [(rows[role], origin[role], values)
+                mapped = [(rows[role], origin[role], _checked(values, widths[role], role))
                           for role, values in mapper.map(batch.record(index, value))]
             except Exception as err:  # any plugin exception makes this record poison
                 raise RecordError("map", f"{type(err).__name__}: {err}") from err
@@ -179,6 +180,13 @@ def map_each(mapper: "Mapper", batch: RecordBatch, indices: Iterable[int] | None
         for role_rows, role_origin, values in mapped:
             role_rows.append(values)
             role_origin.append(index)
-    widths = {role: len(t.columns) for role, t in mapper.targets.items()}
     return MappedBatch({role: RoleColumns.from_rows(rows[role], origin[role], widths[role]) for role in roles},
                        rejected)
+
+
+def _checked(values: tuple, width: int, role: str) -> tuple:
+    # A row of the wrong length would only fail in the database, for the whole batch.
+    if len(values) != width:
+        raise ValueError(f"the plugin made a row of {len(values)} values for role {role!r}, "
+                         f"whose table has {width} columns")
+    return values

@@ -13,6 +13,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from sinkframe.errors import SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.batch import MappedBatch, RecordBatch, Rejection, RoleColumns, map_each
 from sinkframe.pipeline.positions import PartitionPositions
@@ -166,7 +167,11 @@ class BatchBuilder:
         for role, columns in mapped.roles.items():
             if not len(columns):
                 continue
-            target = batch.roles[role]
+            target = batch.roles.get(role)
+            if target is None or len(columns.columns) != len(target.columns):
+                raise SinkframeError(f"mapper plugin {self.mapper.name!r}: map_batch returned role {role!r} with "
+                                     f"{len(columns.columns)} columns; its targets declare "
+                                     f"{len(target.columns) if target else 'no such role'}")
             for into, values in zip(target.columns, columns.columns):
                 into.extend(values)
             target.record_index.extend([base + i for i in columns.record_index] if base else columns.record_index)

@@ -19,6 +19,8 @@ from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
+from sinkframe.pipeline.stats import ConnectorState
+from sinkframe.schema.contract import check_live_targets
 from sinkframe.settings import Settings, redact_error
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,10 @@ class Pipeline:
             apply_connector_schema(self.pool, self.settings, self.tables())
         for task in self.tasks:
             task.writer.ensure_framework_tables()
+        # The tables as they are, whoever made them: a column the mapper fills that
+        # the table lacks fails here, with every problem named, not at the first write.
+        with self.pool.connection() as conn:
+            check_live_targets(conn, [(task.connector, task.writer.targets) for task in self.tasks])
 
     def tables(self) -> set[str]:
         return {t.table for task in self.tasks for t in task.writer.targets.values()}
@@ -126,8 +132,8 @@ class Pipeline:
                 total = sum(t.stats.messages for t in self.tasks)
                 # Idle only counts once every connector has joined its group: the first
                 # assignment can take seconds, and nothing arrives before it.
-                waiting = any(t.stats.assignments == 0 or t.stats.state != "running" or t.has_unwritten()
-                              for t in self.tasks)
+                waiting = any(t.stats.assignments == 0 or t.stats.state != ConnectorState.RUNNING
+                              or t.has_unwritten() for t in self.tasks)
                 if total != last_total or waiting:
                     last_total, last_change = total, time.monotonic()
                 elif time.monotonic() - last_change >= idle_exit:
