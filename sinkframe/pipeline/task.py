@@ -44,7 +44,7 @@ from sinkframe.pipeline.deadletter import DeadLetterProducer, dead_letter_for
 from sinkframe.pipeline.positions import PartitionPositions
 from sinkframe.pipeline.stats import ConnectorState, ConnectorStats
 from sinkframe.pipeline.validation import MessageValidator
-from sinkframe.pipeline.writer import BatchWriter
+from sinkframe.pipeline.writer import BatchWriter, committed_records
 from sinkframe.pipeline.writestage import Completion, WriteStage, backoff_seconds
 
 log = logging.getLogger(__name__)
@@ -307,13 +307,11 @@ class ConnectorTask:
         outcome = completion.outcome
         for letter in outcome.rejected + outcome.stopped_at:
             self._count_poison("write", letter.error_class)
-        refused = {(d.partition, d.offset) for d in outcome.rejected}
-        cut = {d.partition: d.offset for d in outcome.stopped_at}
+        written = committed_records(batch, outcome)
         rows = {}
         for role, columns in batch.roles.items():
-            if refused or cut:
-                origins = [batch.origin(i) for i in columns.record_index]
-                kept = sum(1 for o in origins if o not in refused and o[1] < cut.get(o[0], o[1] + 1))
+            if outcome.rejected or outcome.stopped_at:
+                kept = sum(1 for i in columns.record_index if written(i))
             else:
                 kept = len(columns)
             if kept:

@@ -20,7 +20,7 @@ import re
 from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 import psycopg
 from psycopg import sql
@@ -61,6 +61,30 @@ class WriteOutcome:
     # from it on was committed in that partition.
     stopped_at: list[DeadLetter] = field(default_factory=list)
 
+class TransactionPart(Protocol):
+    """More that a batch writes in its one transaction (alert transitions, ...).
+
+    `write` runs after the rows and dead letters, before the offsets advance;
+    `outcome` says which records the database refused (their rows are not in).
+    """
+
+    def write(self, cur, batch: Batch, outcome: WriteOutcome) -> None: ...
+
+
+def committed_records(batch: Batch, outcome: WriteOutcome) -> Callable[[int], bool]:
+    """Whether the rows of record `i` of `batch` were written by the write that gave `outcome`."""
+    refused = {(d.partition, d.offset) for d in outcome.rejected}
+    cut = {d.partition: d.offset for d in outcome.stopped_at}
+    if not refused and not cut:
+        return lambda i: True
+
+    def kept(i: int) -> bool:
+        partition, offset = batch.origin(i)
+        return (partition, offset) not in refused and offset < cut.get(partition, offset + 1)
+
+    return kept
+
+
 @dataclass(frozen=True)
 class ResolvedTarget:
     """A mapper target bound to the table name the connector writes it to."""
@@ -79,7 +103,7 @@ class ResolvedTarget:
 class BatchWriter:
     def __init__(self, pool: ConnectionPool, *, connector: str, group_id: str, topic: str,
                  targets: Mapping[str, ResolvedTarget], method: str = "copy",
-                 dead_letter_table: str | None = None):
+                 dead_letter_table: str | None = None, parts: Sequence["TransactionPart"] = ()):
         self.pool = pool
         self.connector = connector
         self.group_id = group_id
@@ -87,6 +111,7 @@ class BatchWriter:
         self.targets = dict(targets)
         self.method = method
         self.dead_letter_table = dead_letter_table
+        self.parts = tuple(parts)
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
@@ -194,6 +219,8 @@ class BatchWriter:
                     dead = [*batch.dead_letters, *outcome.rejected]
                     if dead and self.dead_letter_table:
                         insert_dead_letters(cur, self.dead_letter_table, self.connector, dead)
+                    for part in self.parts:
+                        part.write(cur, batch, outcome)
                     advance_offsets(cur, self.group_id, self.topic, expected, outcome.next_offsets)
                     if dead and before_commit is not None:
                         before_commit(dead)
