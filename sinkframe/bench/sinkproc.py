@@ -34,7 +34,7 @@ def sink_command() -> list[str]:
 
 def cli_supports_workers() -> bool:
     """Whether `sinkframe run` has `--workers N` in this build."""
-    from sinkframe.cli import run
+    from sinkframe.cli.main import run
 
     return any(param.name == "workers" for param in run.params)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from sinkframe.errors import RecordError
 from sinkframe.mapping.base import KafkaRecord
-from sinkframe.pipeline.decode import decode_json_object
+from sinkframe.mapping.decode import decode_json_object
 
 if TYPE_CHECKING:
     from sinkframe.mapping.base import Mapper

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from sinkframe.settings import redact_dsn, redact_error
+from sinkframe.config.settings import redact_dsn, redact_error
 from sinkframe.pipeline.stats import ConnectorState
 
 log = logging.getLogger(__name__)

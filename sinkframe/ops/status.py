@@ -27,7 +27,7 @@ from sinkframe.ops.health import error_line
 from sinkframe.ops.kafka import committed, monitor_consumer, topic_partitions, watermarks
 from sinkframe.pipeline.offsets import load_offsets
 from sinkframe.pipeline.runner import build_mapper, load_connectors, resolve_targets
-from sinkframe.settings import Settings
+from sinkframe.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +185,8 @@ def _activity(conn: psycopg.Connection, table: str, lookback: float) -> TableAct
 
 
 def _read_schema(conn: psycopg.Connection, settings: Settings, status: ConnectorStatus, tables: list[str]) -> None:
-    try:
-        from sinkframe.schema import load_schema, plan_schema
-    except ImportError:
-        return  # this build has no schema module: "unknown"
+    from sinkframe.schema import load_schema, plan_schema
+
     if not tables:
         return
     try:

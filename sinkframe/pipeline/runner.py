@@ -21,7 +21,7 @@ from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
 from sinkframe.pipeline.stats import ConnectorState
 from sinkframe.schema.contract import check_live_targets
-from sinkframe.settings import Settings, redact_error
+from sinkframe.config.settings import Settings, redact_error
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from sinkframe.cli import cli, generated_docs
-from sinkframe.settings import SETTINGS
+from sinkframe.cli import cli
+from sinkframe.cli.main import generated_docs
+from sinkframe.config.settings import SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,11 +13,11 @@ from psycopg import sql
 
 from sinkframe.cli import cli
 from sinkframe.errors import ConfigError
-from sinkframe.export import ExportRequest, export_to
+from sinkframe.ops.export import ExportRequest, export_to
 from sinkframe.mapping import KafkaRecord
-from sinkframe.pipeline.decode import decode_json_object
+from sinkframe.mapping.decode import decode_json_object
 from sinkframe.schema import apply_schema, load_schema
-from sinkframe.settings import Settings
+from sinkframe.config.settings import Settings
 from sinkframe.simulator import Fleet
 from sinkframe_plugins.smart_breaker import SmartBreakerMapper
 
@@ -128,7 +128,7 @@ def test_aggregates_are_filtered_on_their_bucket(breaker_db):
 
 
 def test_progress_counts_rows_as_they_stream(breaker_db, monkeypatch):
-    import sinkframe.export as export_module
+    import sinkframe.ops.export as export_module
 
     clock = iter(range(0, 10_000))  # every chunk looks a second after the previous one
     monkeypatch.setattr(export_module.time, "monotonic", lambda: float(next(clock)))

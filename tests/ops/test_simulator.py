@@ -10,7 +10,7 @@ import pytest
 
 from sinkframe.errors import RecordError
 from sinkframe.mapping import KafkaRecord
-from sinkframe.pipeline.decode import decode_json_object
+from sinkframe.mapping.decode import decode_json_object
 from sinkframe.simulator import DEFAULT_TOPICS, KINDS, Fleet
 from sinkframe.simulator.fleet import BREAKER, LATE_SECONDS
 from sinkframe.simulator.produce import TokenBucket

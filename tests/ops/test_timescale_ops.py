@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from sinkframe.cli import cli
 from sinkframe.devservices import free_port
-from sinkframe.export import ExportRequest, export_to
+from sinkframe.ops.export import ExportRequest, export_to
 from sinkframe.simulator import Fleet, produce
 
 from sinktest.config import sink_settings

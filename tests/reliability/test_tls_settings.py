@@ -19,7 +19,7 @@ from sinkframe.errors import SinkframeError
 from sinkframe.pipeline.deadletter import producer_properties
 from sinkframe.pipeline.runner import check_database
 from sinkframe.pipeline.task import consumer_properties
-from sinkframe.settings import Settings
+from sinkframe.config.settings import Settings
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, query, row_counts

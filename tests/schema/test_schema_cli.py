@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sinkframe.schema.cli import schema_group
+from sinkframe.cli.schema import schema_group
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = str(REPO / "schema")

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from sinkframe.devservices import connect_to_engine
 from sinkframe.schema import apply_schema, load_schema, plan_schema
-from sinkframe.schema.cli import schema_group
+from sinkframe.cli.schema import schema_group
 
 pytestmark = [pytest.mark.timescale, pytest.mark.slow]
 

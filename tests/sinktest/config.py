@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from sinkframe.settings import Settings
+from sinkframe.config.settings import Settings
 
 from .paths import REPO
 

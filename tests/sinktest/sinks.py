@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sinkframe.ops.runtime import RunMonitor
 from sinkframe.pipeline.runner import Pipeline, run_connectors
-from sinkframe.settings import Settings
+from sinkframe.config.settings import Settings
 
 from .config import exported
 from .paths import REPO

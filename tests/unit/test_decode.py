@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from sinkframe.errors import RecordError
-from sinkframe.pipeline.decode import decode_json_object
+from sinkframe.mapping.decode import decode_json_object
 
 
 def test_object_decoded():

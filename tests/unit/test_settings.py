@@ -9,7 +9,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from sinkframe.errors import ConfigError
-from sinkframe.settings import (DB_SETTING_NAMES, SETTING, SETTINGS, Settings, read_setting, redact_dsn,
+from sinkframe.config.settings import (DB_SETTING_NAMES, SETTING, SETTINGS, Settings, read_setting, redact_dsn,
                                 redact_error)
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sinkframe.clierrors import exit_on_error
+from sinkframe.cli.errors import exit_on_error
 
 
 @click.command()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from sinkframe.clierrors import exit_on_error
+from sinkframe.cli.errors import exit_on_error
 from sinkframe.ops.timespec import parse_duration, parse_instant
-from sinkframe.settings import Settings, setting_option
+from sinkframe.config.settings import Settings, setting_option
 
 TOPIC_ENV = {"raw": "RAW_TOPIC", "enriched": "ENRICHED_TOPIC", "smart_breaker": "SMART_BREAKER_TOPIC"}
 
@@ -176,7 +176,7 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when a terminal).")
 def export(relation, since, until, device_id, fmt, output, time_column, database_url, progress):
     """Stream rows of a table or continuous aggregate out with COPY, as CSV or JSON lines."""
-    from sinkframe.export import ExportRequest, export_to
+    from sinkframe.ops.export import ExportRequest, export_to
 
     request = ExportRequest(relation=relation, since=since, until=until, device_id=device_id, fmt=fmt,
                             time_column=time_column)

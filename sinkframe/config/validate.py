@@ -17,7 +17,7 @@ from sinkframe.errors import ConfigError, PluginLoadError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.schema.contract import target_problems
 from sinkframe.schema.spec import SchemaSpec, load_schema
-from sinkframe.settings import read_setting
+from sinkframe.config.settings import read_setting
 
 
 @dataclass

@@ -11,12 +11,12 @@ from typing import Sequence, TextIO
 import click
 import psycopg
 
-from sinkframe.clierrors import EXIT_ERROR, exit_on_error, report_error
+from sinkframe.cli.errors import EXIT_ERROR, exit_on_error, report_error
 from sinkframe.errors import SinkframeError
 from sinkframe.schema.apply import apply_schema
 from sinkframe.schema.planner import Plan, plan_schema
 from sinkframe.schema.spec import load_schema
-from sinkframe.settings import Settings, redact_dsn, redact_error, setting_option
+from sinkframe.config.settings import Settings, redact_dsn, redact_error, setting_option
 
 # Exit 2 means "changes to apply" here (as terraform plan -detailed-exitcode), so every
 # error, a configuration one included, exits 1.

@@ -19,7 +19,7 @@ from psycopg import sql
 from sinkframe.devservices import TansuBroker, TimescaleEngine, connect_to_engine, create_topics
 from sinkframe.errors import SinkframeError
 from sinkframe.pipeline.runner import run_connectors
-from sinkframe.settings import Settings
+from sinkframe.config.settings import Settings
 from sinkframe.simulator import DEFAULT_TOPICS, Fleet, produce
 
 log = logging.getLogger(__name__)

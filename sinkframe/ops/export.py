@@ -22,7 +22,7 @@ from psycopg import sql
 
 from sinkframe.errors import ConfigError, SinkframeError
 from sinkframe.ops.health import error_line
-from sinkframe.settings import Settings
+from sinkframe.config.settings import Settings
 
 TIME_COLUMNS = ("time", "bucket")  # hypertables, then continuous aggregates
 
