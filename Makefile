@@ -32,8 +32,20 @@ test: install engine
 test-fast: install
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: install
-	$(BIN)/sinkframe bench $(BENCH_ARGS)
+# Quix Streams (the benchmark's comparison) pins confluent-kafka below the version the
+# sink runs with, so it lives in a virtualenv of its own; the benchmark runs its app there.
+QUIX_VENV ?= .venv-quix
+QUIX_REQUIREMENT ?= quixstreams[postgresql]>=3.28,<4
+
+$(QUIX_VENV)/.installed:
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet '$(QUIX_REQUIREMENT)'
+	touch $@
+
+bench: install $(QUIX_VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
+	SINKFRAME_BENCH_QUIX_PYTHON=$${SINKFRAME_BENCH_QUIX_PYTHON:-$(abspath $(QUIX_VENV))/bin/python} \
+	  $(BIN)/sinkframe bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(QUIX_VENV) build dist *.egg-info .pytest_cache

@@ -61,8 +61,8 @@ def quix_python() -> tuple[str | None, str]:
     missing = [m for m in ("quixstreams", "psycopg2") if importlib.util.find_spec(m) is None]
     if not missing:
         return sys.executable, "this interpreter"
-    return None, (f"{' and '.join(missing)} not installed here: pip install 'quixstreams[postgresql]' "
-                  f"(the `bench` extra), or set {QUIX_PYTHON_ENV} to a Python that has it (quixstreams pins "
+    return None, (f"{' and '.join(missing)} not installed here: `make bench` makes a virtualenv with "
+                  f"quixstreams[postgresql], or set {QUIX_PYTHON_ENV} to a Python that has it (quixstreams pins "
                   "confluent-kafka<2.13, so a separate virtualenv keeps the sink's own version)")
 
 
