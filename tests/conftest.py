@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sinkframe.devservices import TansuBroker, TimescaleEngine, local_postgres_dsn
+from sinkframe.devservices import TansuBroker, TimescaleEngine, create_topics, local_postgres_dsn
 
 # Support code (see sinktest/__init__.py), not tests.
 collect_ignore = ["sinktest"]
@@ -77,3 +77,15 @@ def timescale_dsn():
         return
     with TimescaleEngine() as engine:
         yield engine.dsn
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap):
+    """Create a uniquely named topic: new_topic(partitions=1) -> name."""
+
+    def create(partitions: int = 1, prefix: str = "rel") -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+        create_topics(kafka_bootstrap, [name], partitions=partitions)
+        return name
+
+    return create

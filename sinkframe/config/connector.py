@@ -85,6 +85,16 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
                 "schema_file": {"type": "string", "minLength": 1},
             },
         },
+        "alerts": {
+            "type": "array", "default": [],
+            "description": "Threshold alert rules on the rows this connector writes; each rule's keys are "
+                           "checked against the mapper's columns (sinkframe.alerts.rules).",
+            "items": {"type": "object"},
+        },
+        "alerts_topic": {
+            "type": ["string", "null"], "pattern": TOPIC_PATTERN, "default": None,
+            "description": "Kafka topic for alert transitions: JSON keyed by rule and key (at-least-once).",
+        },
         "consumer": {
             "type": "object", "additionalProperties": False,
             "properties": {
@@ -115,6 +125,8 @@ class ConnectorConfig:
     consumer_properties: Mapping[str, str]
     enabled: bool = True
     message_schema: Mapping[str, Any] | None = None  # validation: the JSON Schema messages must match
+    alerts: tuple = ()  # the `alerts:` rules as written; parsed against the mapper's targets
+    alerts_topic: str | None = None
     source: YamlDocument | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -210,6 +222,8 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
                              for k, v in consumer["properties"].items()},
         enabled=data["enabled"],
         message_schema=message_schema,
+        alerts=tuple(data["alerts"]),
+        alerts_topic=data["alerts_topic"],
         source=doc,
     )
 
@@ -222,6 +236,9 @@ def _error_policy_problems(doc: YamlDocument, data: Mapping[str, Any]) -> list[s
     if errors["tolerance"] == "all" and dead_letter["table"] is None and not dead_letter["topic"]:
         problems.append(doc.problem(("errors", "dead_letter"), "errors.tolerance is all but no dead-letter "
                                     "destination is set (table and topic are both null): bad records would be lost"))
+    if data["alerts_topic"] is not None and data["alerts_topic"] == data["topic"]:
+        problems.append(doc.problem(("alerts_topic",), "the alerts topic must not be the topic the connector "
+                                    "consumes"))
     if dead_letter["topic"] == data["topic"]:
         problems.append(doc.problem(("errors", "dead_letter", "topic"), "the dead-letter topic must not be the "
                                     "topic the connector consumes"))

@@ -2,7 +2,8 @@
 
 A file is checked in the order a run would find its problems: the file itself
 (YAML, connector schema, cross-key rules), its plugin and the plugin's config,
-its table roles, then what the mapper writes against the table specs
+its table roles, its alert rules against the mapper's columns, then what the
+mapper writes against the table specs
 (`sinkframe.schema.contract`).
 """
 from __future__ import annotations
@@ -55,17 +56,22 @@ def validate_files(paths: Sequence[Path], *, plugins_dirs: Sequence[Path] = (),
 def _check_connector(connector: ConnectorConfig, registry: PluginRegistry, spec: SchemaSpec | None,
                      spec_problem: str | None) -> tuple[list[str], dict]:
     """(problems, the connector's targets by role)."""
+    from sinkframe.alerts import parse_rules
     from sinkframe.pipeline.runner import build_mapper, resolve_targets
 
     try:
-        targets = resolve_targets(connector, build_mapper(connector, registry))
+        mapper = build_mapper(connector, registry)
+        targets = resolve_targets(connector, mapper)
     except PluginLoadError as err:
         return [connector.doc.problem(("mapper", "plugin"), str(err))], {}
     except ConfigError as err:
         return err.problems, {}
+    _rules, problems = parse_rules(list(connector.alerts), mapper.targets,
+                                   where=lambda path: connector.doc.problem(path, ""))
     if spec is None:
-        return [connector.doc.problem(("tables",), f"cannot check target tables: {spec_problem}")], targets
-    return target_problems(connector, targets, spec), targets
+        problems.append(connector.doc.problem(("tables",), f"cannot check target tables: {spec_problem}"))
+        return problems, targets
+    return problems + target_problems(connector, targets, spec), targets
 
 
 def _load_specs(schema_dir: str) -> tuple[SchemaSpec | None, str | None]:

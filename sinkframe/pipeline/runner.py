@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -67,6 +67,24 @@ def resolve_targets(connector: ConnectorConfig, mapper: Mapper) -> dict[str, Res
             for role, target in mapper.targets.items()}
 
 
+def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[str, ResolvedTarget],
+                   kafka: Mapping[str, str]):
+    """The connector's alert rules as a part of its write transaction; None when it has none."""
+    from sinkframe.alerts import parse_rules
+    from sinkframe.alerts.publish import AlertPublisher
+    from sinkframe.alerts.recorder import AlertRecorder
+
+    rules, problems = parse_rules(list(connector.alerts), mapper.targets,
+                                  where=lambda path: connector.doc.problem(path, ""))
+    if problems:
+        raise ConfigError(problems[0], problems)
+    if not rules:
+        return None
+    publisher = (AlertPublisher(kafka, topic=connector.alerts_topic, connector=connector.name)
+                 if connector.alerts_topic else None)
+    return AlertRecorder(connector.name, rules, targets, publisher=publisher)
+
+
 @dataclass
 class Pipeline:
     """Everything `sinkframe run` starts, kept together so it can be stopped as one."""
@@ -91,10 +109,12 @@ class Pipeline:
         for connector in self.connectors:
             mapper = build_mapper(connector, self.registry)
             targets = resolve_targets(connector, mapper)
+            alerts = alert_recorder(connector, mapper, targets, self.settings.kafka)
             writer = BatchWriter(
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
                 targets=targets, method=self.settings.write_method,
-                dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None)
+                dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None,
+                parts=[alerts] if alerts else ())
             self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event))
 
     def provision(self) -> None:
@@ -103,6 +123,7 @@ class Pipeline:
             apply_connector_schema(self.pool, self.settings, self.tables())
         for task in self.tasks:
             task.writer.ensure_framework_tables()
+            task.load_alert_states()
         # The tables as they are, whoever made them: a column the mapper fills that
         # the table lacks fails here, with every problem named, not at the first write.
         with self.pool.connection() as conn:

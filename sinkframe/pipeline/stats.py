@@ -43,6 +43,9 @@ class ConnectorStats:
     last_write_at: float | None = None
     assigned: tuple = ()
     assignments: int = 0  # rebalances that gave this connector partitions (0: not joined yet)
+    # alert -> keys (devices) whose rule is firing now, as the database holds it
+    alerts_firing: Counter = field(default_factory=Counter)
+    alert_transitions: Counter = field(default_factory=Counter)  # key: (alert, 'firing' | 'resolved')
     paused: bool = False  # fetching paused: the writer is busy (database unavailable) or fenced
     state: ConnectorState = ConnectorState.STARTING
     started_at: float = field(default_factory=time.time)
@@ -59,3 +62,9 @@ class ConnectorStats:
         if newest_ms is not None and (self.newest_event_ms is None or newest_ms > self.newest_event_ms):
             self.newest_event_ms = newest_ms
         self.last_write_at = time.time()
+
+    def record_transitions(self, transitions) -> None:
+        """Alert transitions a committed batch wrote (sinkframe.alerts.Transition)."""
+        for t in transitions:
+            self.alert_transitions[(t.alert, str(t.state))] += 1
+            self.alerts_firing[t.alert] += 1 if str(t.state) == "firing" else -1

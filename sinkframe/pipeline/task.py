@@ -125,6 +125,14 @@ class ConnectorTask:
         """Whether messages were consumed that are not written yet."""
         return bool(self.builder.batch) or (self._stage is not None and self._stage.busy())
 
+    def load_alert_states(self) -> None:
+        """Start the firing-alert counts from what the database holds (metrics, status)."""
+        recorders = [part for part in self.writer.parts if hasattr(part, "firing_now")]
+        if recorders:
+            with self.writer.pool.connection() as conn:
+                for recorder in recorders:
+                    self.stats.alerts_firing.update(recorder.firing_now(conn))
+
     @property
     def skipped_stored(self) -> int:
         return self.positions.skipped_stored
@@ -166,6 +174,8 @@ class ConnectorTask:
                 log.warning("connector %s: closing the consumer: %s", self.connector.name, err)
         if self._dead_letter_topic is not None:
             self._dead_letter_topic.close()
+        for part in self.writer.parts:
+            part.close()
 
     # -- consuming ------------------------------------------------------------------
     def _poll(self) -> None:
@@ -317,6 +327,7 @@ class ConnectorTask:
             if kept:
                 rows[self.writer.targets[role].table] = kept
         dead = len(batch.dead_letters) + len(outcome.rejected)
+        self.stats.record_transitions(outcome.transitions)
         self.stats.record_batch(messages=batch.messages, rows=rows, dead_letters=dead, seconds=completion.seconds,
                                 newest_ms=batch.newest_timestamp_ms, next_offsets=outcome.next_offsets)
         log.debug("connector %s: wrote %d messages (%d rows, %d dead letters) in %.3fs", self.connector.name,

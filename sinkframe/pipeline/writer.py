@@ -60,15 +60,21 @@ class WriteOutcome:
     # errors.tolerance none: the first refused record of each partition; nothing
     # from it on was committed in that partition.
     stopped_at: list[DeadLetter] = field(default_factory=list)
+    transitions: list = field(default_factory=list)  # alert transitions written (sinkframe.alerts)
 
 class TransactionPart(Protocol):
     """More that a batch writes in its one transaction (alert transitions, ...).
 
     `write` runs after the rows and dead letters, before the offsets advance;
     `outcome` says which records the database refused (their rows are not in).
+    `ensure_tables` runs at start with the framework's tables; `close` at stop.
     """
 
+    def ensure_tables(self, conn) -> None: ...
+
     def write(self, cur, batch: Batch, outcome: WriteOutcome) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def committed_records(batch: Batch, outcome: WriteOutcome) -> Callable[[int], bool]:
@@ -194,6 +200,8 @@ class BatchWriter:
             conn.execute(CREATE_OFFSETS_TABLE)
             if self.dead_letter_table:
                 conn.execute(create_dead_letter_table(self.dead_letter_table))
+            for part in self.parts:
+                part.ensure_tables(conn)
 
     # -- the write ------------------------------------------------------------------
     def write(self, batch: Batch, expected: Mapping[int, int | None], *, tolerate: bool = True,

@@ -1,0 +1,66 @@
+"""Alert rules evaluated in the writer's transaction: what makes each transition exactly once.
+
+`AlertRecorder` is a `TransactionPart` of the connector's BatchWriter: after a
+batch's rows are written, and before its offsets advance, it loads the stored
+states of the keys in the batch, runs the rules over the rows that were written
+(not over records the database refused), and saves the transitions and changed
+states with the same cursor. A retried or re-read batch starts again from the
+states of the last commit, so a transition can neither be lost nor repeated.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from sinkframe.alerts import store
+from sinkframe.alerts.engine import evaluate, keys_of
+from sinkframe.alerts.publish import AlertPublisher
+from sinkframe.alerts.rules import AlertRule
+from sinkframe.pipeline.batch import Batch
+from sinkframe.pipeline.writer import ResolvedTarget, WriteOutcome, committed_records
+
+
+class AlertRecorder:
+    def __init__(self, connector: str, rules: Sequence[AlertRule], targets: Mapping[str, ResolvedTarget],
+                 *, publisher: AlertPublisher | None = None):
+        self.connector = connector
+        self.rules = tuple(rules)
+        self.by_role: dict[str, list[AlertRule]] = {}
+        for rule in self.rules:
+            self.by_role.setdefault(rule.role, []).append(rule)
+        self.column_names = {role: targets[role].target.column_names for role in self.by_role}
+        self.publisher = publisher
+
+    def ensure_tables(self, conn) -> None:
+        store.create_alert_tables(conn)
+
+    def firing_now(self, conn) -> dict[str, int]:
+        """alert -> keys firing, as stored (what the metrics start from)."""
+        counts: dict[str, int] = {}
+        for state in store.current_states(conn, self.connector, firing_only=True):
+            counts[state.alert] = counts.get(state.alert, 0) + 1
+        return counts
+
+    def write(self, cur, batch: Batch, outcome: WriteOutcome) -> None:
+        written = committed_records(batch, outcome)
+        partial = bool(outcome.rejected or outcome.stopped_at)
+        for role, rules in self.by_role.items():
+            columns = batch.roles.get(role)
+            if columns is not None and partial:
+                keep = [k for k, i in enumerate(columns.record_index) if written(i)]
+                columns = columns.take(keep) if keep else None
+            if columns is None or not len(columns):
+                continue
+            names = self.column_names[role]
+            keys = keys_of(rules, role, columns, names)
+            if not keys:
+                continue
+            states = store.load_states(cur, self.connector, [r.name for r in rules], keys)
+            transitions, changed = evaluate(rules, role, columns, names, batch.origin, batch.topic, states)
+            store.save(cur, self.connector, transitions, states, changed)
+            outcome.transitions.extend(transitions)
+        if outcome.transitions and self.publisher is not None:
+            self.publisher.send(outcome.transitions)  # before the commit: at least once
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            self.publisher.close()
