@@ -22,11 +22,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from sinkframe import __version__
+from sinkframe.alerts.engine import Change
 from sinkframe.ops.health import DatabaseProbe
 from sinkframe.ops.kafka import WatermarkPoller
 from sinkframe.pipeline.stats import ConnectorState
 
 STATES = tuple(state.value for state in ConnectorState)
+CHANGES = tuple(change.value for change in Change)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -153,6 +155,8 @@ class PipelineCollector(Collector):
             ("dead_letters", "Records written to the dead-letter table.", ["connector"]),
             ("write_retries", "Batch writes retried because the database was unavailable.", ["connector"]),
             ("fenced_batches", "Batches rolled back because another consumer owned a partition.", ["connector"]),
+            ("alert_transitions", "Alert transitions committed (rows of sinkframe_alerts), by rule and "
+             "state (firing, resolved).", ["connector", "alert", "state"]),
         )}
         g = {name: GaugeMetricFamily(f"sinkframe_{name}", text, labels=labels) for name, text, labels in (
             ("connector_state", "1 for the connector's current state.", ["connector", "state"]),
@@ -161,6 +165,7 @@ class PipelineCollector(Collector):
             ("assigned_partitions", "Partitions assigned to this process.", ["connector"]),
             ("event_time_lag_seconds", "Now minus the newest Kafka record timestamp written.", ["connector"]),
             ("last_write_timestamp_seconds", "Unix time of the last batch written.", ["connector"]),
+            ("alerts_firing", "Keys (devices) whose alert rule is firing now.", ["connector", "alert"]),
         )}
         now = time.time()
         for task in tasks:
@@ -183,6 +188,7 @@ class PipelineCollector(Collector):
                 g["event_time_lag_seconds"].add_metric([name], max(now - s.newest_event_ms / 1000, 0.0))
             if s.last_write_at is not None:
                 g["last_write_timestamp_seconds"].add_metric([name], s.last_write_at)
+            _add_alerts(s, c["alert_transitions"], g["alerts_firing"])
         yield from c.values()
         yield from g.values()
 
@@ -219,6 +225,21 @@ class PipelineCollector(Collector):
         for job in probe.job_failures() if ok else []:
             jobs.add_metric([str(job.job_id), job.proc_name, job.hypertable], job.failures or 0)
         yield jobs
+
+
+def _add_alerts(stats, transitions: CounterMetricFamily, firing: GaugeMetricFamily) -> None:
+    """The alert samples of one connector: every alert it knows, with zeros.
+
+    A rule that resolved shows 0 firing rather than vanishing, and its 'firing'
+    and 'resolved' series appear together (from the first scrape for a rule the
+    task lists in `alerts_firing` at 0), so `increase()` counts the first
+    'resolved' instead of taking it for the start of a new series.
+    """
+    counts, firing_now = dict(stats.alert_transitions), dict(stats.alerts_firing)  # copies: the task writes on
+    for alert in sorted(set(firing_now) | {alert for alert, _ in counts}):
+        firing.add_metric([stats.connector, alert], firing_now.get(alert, 0))
+        for change in CHANGES:
+            transitions.add_metric([stats.connector, alert, change], counts.get((alert, change), 0))
 
 
 def _pool_families(stats: dict) -> Iterator[Metric]:

@@ -76,6 +76,7 @@ def test_every_datasource_reference_is_provisioned():
 
 
 @pytest.mark.parametrize("title", ["Messages/s", "Consumer lag", "Errors/s", "Batch write latency",
+                                   "Alerts firing", "Alert transitions",
                                    "Voltage per phase", "Current per phase", "Temperature"])
 def test_required_panels_exist(title):
     assert any(p["title"].startswith(title) and p.get("targets") for p in panels())
@@ -96,6 +97,17 @@ def test_promql_is_valid_and_uses_metrics_sinkframe_exposes(promtool, tmp_path):
             assert name in exposed, f"{name} (in {expr!r}) is not exposed"
 
 
+def test_the_alert_panels_ask_for_the_alert_metrics_by_connector_and_alert():
+    exprs = {p["title"]: [t["expr"] for t in p["targets"]] for p in panels()
+             if p["title"].startswith(("Alerts firing", "Alert transitions"))}
+    assert len(exprs) == 2, exprs
+    firing = next(e for title, e in exprs.items() if title.startswith("Alerts firing"))
+    moved = next(e for title, e in exprs.items() if title.startswith("Alert transitions"))
+    assert any("sinkframe_alerts_firing" in e and "(connector, alert)" in e for e in firing), firing
+    assert any("rate(sinkframe_alert_transitions_total" in e and "(connector, alert, state)" in e
+               for e in moved), moved
+
+
 def test_sql_panels_use_columns_of_the_aggregate():
     columns = set(load_schema(REPO / "schema").continuous_aggregates[AGGREGATE].column_names)
     queries = [t["rawSql"] for t in targets("grafana-postgresql-datasource")]
@@ -108,13 +120,16 @@ def test_sql_panels_use_columns_of_the_aggregate():
 
 
 def exposed_sample_names() -> set[str]:
-    """Every sample name /metrics shows once a connector has written a batch and failed a record."""
+    """Every sample name /metrics shows once a connector has written a batch, failed a record and
+    made an alert transition."""
     class Task:
         def __init__(self):
             self.stats = ConnectorStats("c", "t", assigned=(0,), stored_offsets={0: 5})
             self.stats.record_batch(messages=5, rows={"t": 5}, dead_letters=1, seconds=0.1, newest_ms=1,
                                     next_offsets={0: 5})
             self.stats.errors_by_stage[("map", "ValueError")] += 1
+            self.stats.alerts_firing["overheat"] += 1
+            self.stats.alert_transitions[("overheat", "firing")] += 1
 
     class Marks:
         updated_at = 1.0

@@ -1,4 +1,5 @@
-"""/metrics, /healthz and /readyz of a real pipeline ingesting simulator traffic."""
+"""/metrics, /healthz and /readyz of a real pipeline ingesting simulator traffic; the alert families
+from a collector over stats filled by hand (the pipeline that fills them is tested in tests/alerts)."""
 from __future__ import annotations
 
 import io
@@ -6,10 +7,14 @@ import subprocess
 
 import psycopg
 import pytest
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sinkframe.devservices import free_port
 from sinkframe.errors import SinkframeError
+from sinkframe.ops.metrics import BatchLatency, PipelineCollector, new_registry
 from sinkframe.ops.runtime import RunMonitor
+from sinkframe.pipeline.stats import ConnectorStats
 from sinkframe.simulator import Fleet
 
 from sinktest.config import sink_settings
@@ -146,3 +151,45 @@ def test_no_port_no_progress_means_nothing_runs():
     monitor.tick()
     monitor.close()
     assert monitor.port is None
+
+
+def collected(*stats: ConnectorStats) -> tuple[dict, str]:
+    """What the collector exposes for tasks with these stats: (samples as `scrape` gives them, the page)."""
+    source = type("Source", (), {
+        "pipeline": type("Pipeline", (), {"tasks": [type("Task", (), {"stats": s})() for s in stats],
+                                          "pool": None})(),
+        "watermarks": None, "probe": None, "latency": BatchLatency()})()
+    registry = new_registry()
+    registry.register(PipelineCollector(source))
+    page = generate_latest(registry).decode()
+    samples = {(sample.name, frozenset(sample.labels.items())): sample.value
+               for family in text_string_to_metric_families(page) for sample in family.samples}
+    return samples, page
+
+
+def alert_samples(samples: dict, name: str) -> dict:
+    return {tuple(sorted(labels)): value for (n, labels), value in samples.items() if n == name}
+
+
+def test_alert_metrics_show_the_tasks_counters_with_zeros_for_known_alerts(promtool):
+    breakers = ConnectorStats("smart-breaker", "breakers")
+    # As the task keeps them: every rule listed (0 when nothing fires), transitions by (alert, state).
+    breakers.alerts_firing.update({"overheat": 2, "tripped": 0, "low_voltage": 0})
+    breakers.alert_transitions.update({("overheat", "firing"): 3, ("overheat", "resolved"): 1,
+                                       ("tripped", "firing"): 1, ("tripped", "resolved"): 1})
+    quiet = ConnectorStats("raw", "iot.raw")  # no rules: no alert series at all
+
+    samples, page = collected(breakers, quiet)
+
+    def labels(**kw):
+        return tuple(sorted({"connector": "smart-breaker", **kw}.items()))
+
+    assert alert_samples(samples, "sinkframe_alerts_firing") == {
+        labels(alert="overheat"): 2, labels(alert="tripped"): 0, labels(alert="low_voltage"): 0}
+    assert alert_samples(samples, "sinkframe_alert_transitions_total") == {
+        labels(alert="overheat", state="firing"): 3, labels(alert="overheat", state="resolved"): 1,
+        labels(alert="tripped", state="firing"): 1, labels(alert="tripped", state="resolved"): 1,
+        labels(alert="low_voltage", state="firing"): 0, labels(alert="low_voltage", state="resolved"): 0}
+    check = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
