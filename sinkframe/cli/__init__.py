@@ -7,6 +7,7 @@ the work is done by the package each command belongs to.
 |---|---|
 | main.py | the group, `run`, `validate`, `plugins`, `docs` |
 | ops.py | `status`, `simulate`, `export` |
+| alerts.py | `alerts` |
 | schema.py | `schema plan`, `schema apply` |
 | bench.py | `bench` |
 | demo.py | `demo` |
