@@ -16,6 +16,7 @@ from sinkframe.alerts.engine import evaluate, keys_of
 from sinkframe.alerts.publish import AlertPublisher
 from sinkframe.alerts.rules import AlertRule
 from sinkframe.pipeline.batch import Batch
+from sinkframe.pipeline.routing import split_role
 from sinkframe.pipeline.writer import ResolvedTarget, WriteOutcome, committed_records
 
 
@@ -43,9 +44,14 @@ class AlertRecorder:
     def write(self, cur, batch: Batch, outcome: WriteOutcome) -> None:
         written = committed_records(batch, outcome)
         partial = bool(outcome.rejected or outcome.stopped_at)
-        for role, rules in self.by_role.items():
-            columns = batch.roles.get(role)
-            if columns is not None and partial:
+        for role_key, columns in batch.roles.items():
+            tenant, role = split_role(role_key)
+            rules = self.by_role.get(role)
+            if not rules:
+                continue
+            # A tenant's states and transitions are its own: keyed as connector/tenant.
+            connector = self.connector if tenant is None else f"{self.connector}/{tenant}"
+            if partial:
                 keep = [k for k, i in enumerate(columns.record_index) if written(i)]
                 columns = columns.take(keep) if keep else None
             if columns is None or not len(columns):
@@ -54,9 +60,9 @@ class AlertRecorder:
             keys = keys_of(rules, role, columns, names)
             if not keys:
                 continue
-            states = store.load_states(cur, self.connector, [r.name for r in rules], keys)
+            states = store.load_states(cur, connector, [r.name for r in rules], keys)
             transitions, changed = evaluate(rules, role, columns, names, batch.origin, batch.topic, states)
-            store.save(cur, self.connector, transitions, states, changed)
+            store.save(cur, connector, transitions, states, changed)
             outcome.transitions.extend(transitions)
         if outcome.transitions and self.publisher is not None:
             self.publisher.send(outcome.transitions)  # before the commit: at least once

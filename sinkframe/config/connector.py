@@ -85,6 +85,16 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
                 "schema_file": {"type": "string", "minLength": 1},
             },
         },
+        "tenant": {
+            "type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+            "description": "Route each message's rows to its tenant's schema (sinkframe tenants add): name the "
+                           "tenant by a message field, or by the key's prefix before a separator.",
+            "properties": {
+                "field": {"type": "string", "minLength": 1, "description": "Message field naming the tenant."},
+                "key_prefix": {"type": "string", "minLength": 1, "maxLength": 8,
+                               "description": "Separator: the key's text before it names the tenant."},
+            },
+        },
         "alerts": {
             "type": "array", "default": [],
             "description": "Threshold alert rules on the rows this connector writes; each rule's keys are "
@@ -125,6 +135,7 @@ class ConnectorConfig:
     consumer_properties: Mapping[str, str]
     enabled: bool = True
     message_schema: Mapping[str, Any] | None = None  # validation: the JSON Schema messages must match
+    tenant: Mapping[str, str] | None = None  # {field: name} or {key_prefix: separator}
     alerts: tuple = ()  # the `alerts:` rules as written; parsed against the mapper's targets
     alerts_topic: str | None = None
     source: YamlDocument | None = field(default=None, compare=False, repr=False)
@@ -222,6 +233,7 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
                              for k, v in consumer["properties"].items()},
         enabled=data["enabled"],
         message_schema=message_schema,
+        tenant=data.get("tenant"),
         alerts=tuple(data["alerts"]),
         alerts_topic=data["alerts_topic"],
         source=doc,

@@ -17,6 +17,7 @@ from sinkframe.errors import SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.batch import MappedBatch, RecordBatch, Rejection, RoleColumns, map_each
 from sinkframe.pipeline.positions import PartitionPositions
+from sinkframe.pipeline.routing import TenantRouter, split_role
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +65,9 @@ class Batch:
         self.records = RecordBatch(self.topic)
 
     @classmethod
-    def empty(cls, topic: str, widths: dict[str, int]) -> "Batch":
-        return cls(topic, {role: RoleColumns.empty(width) for role, width in widths.items()})
+    def empty(cls, topic: str, widths: dict[str, int], *, routed: bool = False) -> "Batch":
+        """An empty batch; a routed one gets its (tenant) roles as they come."""
+        return cls(topic, {} if routed else {role: RoleColumns.empty(width) for role, width in widths.items()})
 
     def age(self) -> float:
         return 0.0 if self.started_at is None else time.monotonic() - self.started_at
@@ -91,7 +93,8 @@ class BatchBuilder:
     """
 
     def __init__(self, topic: str, mapper: Mapper, *, positions: PartitionPositions,
-                 dead_letter_for: Callable, validate=None, tolerate: bool = True):
+                 dead_letter_for: Callable, validate=None, tolerate: bool = True,
+                 router: TenantRouter | None = None):
         self.topic = topic
         self.mapper = mapper
         self.widths = {role: len(t.columns) for role, t in mapper.targets.items()}
@@ -99,11 +102,12 @@ class BatchBuilder:
         self._dead_letter_for = dead_letter_for
         self._validate = validate
         self._tolerate = tolerate
-        self.batch = Batch.empty(topic, self.widths)
+        self._router = router
+        self.batch = Batch.empty(topic, self.widths, routed=router is not None)
 
     def take(self) -> Batch:
         """The batch built so far; building starts again on an empty one."""
-        batch, self.batch = self.batch, Batch.empty(self.topic, self.widths)
+        batch, self.batch = self.batch, Batch.empty(self.topic, self.widths, routed=self._router is not None)
         return batch
 
     def add(self, messages: Sequence) -> tuple[object, Rejection] | None:
@@ -114,6 +118,8 @@ class BatchBuilder:
         if not messages:
             return None
         mapped = self._map(chunk)
+        if self._router is not None:
+            mapped = self._router.route(chunk, mapped)
         stop = None
         if mapped.rejected and not self._tolerate:
             first = mapped.rejected[0]
@@ -168,10 +174,13 @@ class BatchBuilder:
             if not len(columns):
                 continue
             target = batch.roles.get(role)
-            if target is None or len(columns.columns) != len(target.columns):
+            width = self.widths.get(split_role(role)[1])
+            if target is None and width is not None:  # a tenant's role, first seen in this batch
+                target = batch.roles[role] = RoleColumns.empty(width)
+            if target is None or len(columns.columns) != width:
                 raise SinkframeError(f"mapper plugin {self.mapper.name!r}: map_batch returned role {role!r} with "
                                      f"{len(columns.columns)} columns; its targets declare "
-                                     f"{len(target.columns) if target else 'no such role'}")
+                                     f"{width if width is not None else 'no such role'}")
             for into, values in zip(target.columns, columns.columns):
                 into.extend(values)
             target.record_index.extend([base + i for i in columns.record_index] if base else columns.record_index)

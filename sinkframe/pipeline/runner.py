@@ -17,6 +17,7 @@ from sinkframe.config.connector import ConnectorConfig, load_connector, schema_p
 from sinkframe.errors import ConfigError, ConnectorFailed, SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.pipeline.routing import TenantRouter
 from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
 from sinkframe.pipeline.stats import ConnectorState
@@ -110,12 +111,26 @@ class Pipeline:
             mapper = build_mapper(connector, self.registry)
             targets = resolve_targets(connector, mapper)
             alerts = alert_recorder(connector, mapper, targets, self.settings.kafka)
+            router = self.tenant_router(connector)
             writer = BatchWriter(
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
                 targets=targets, method=self.settings.write_method,
                 dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None,
-                parts=[alerts] if alerts else ())
-            self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event))
+                parts=[alerts] if alerts else (), tenant_schemas=router.schemas if router else None)
+            self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event,
+                                            router=router))
+
+    def tenant_router(self, connector: ConnectorConfig) -> TenantRouter | None:
+        if not connector.tenant:
+            return None
+        from sinkframe.tenants.registry import known_tenants
+
+        def load() -> dict[str, str]:
+            with self.pool.connection() as conn:
+                return known_tenants(conn)
+
+        return TenantRouter(field=connector.tenant.get("field"), key_prefix=connector.tenant.get("key_prefix"),
+                            load=load)
 
     def provision(self) -> None:
         """Create what the connectors write: their tables (schema specs), offsets, dead letters."""

@@ -42,6 +42,7 @@ from sinkframe.mapping.base import Mapper
 from sinkframe.pipeline.batch import Batch, BatchBuilder
 from sinkframe.pipeline.deadletter import DeadLetterProducer, dead_letter_for
 from sinkframe.pipeline.positions import PartitionPositions
+from sinkframe.pipeline.routing import TenantRouter
 from sinkframe.pipeline.stats import ConnectorState, ConnectorStats
 from sinkframe.pipeline.validation import MessageValidator
 from sinkframe.pipeline.writer import BatchWriter, committed_records
@@ -92,7 +93,7 @@ def consumer_properties(base: Mapping[str, str], connector: ConnectorConfig) -> 
 class ConnectorTask:
     def __init__(self, connector: ConnectorConfig, mapper: Mapper, writer: BatchWriter,
                  kafka: Mapping[str, str], *, stop: threading.Event | None = None,
-                 db_offsets: Callable[[], dict[int, int]] | None = None):
+                 db_offsets: Callable[[], dict[int, int]] | None = None, router: TenantRouter | None = None):
         self.connector = connector
         self.mapper = mapper
         self.writer = writer
@@ -106,7 +107,8 @@ class ConnectorTask:
         self.builder = BatchBuilder(connector.topic, mapper, positions=self.positions,
                                     dead_letter_for=dead_letter_for,
                                     validate=validator.validate if validator else None,
-                                    tolerate=connector.tolerance == "all")
+                                    tolerate=connector.tolerance == "all", router=router)
+        self.router = router
         self._consumer: Consumer | None = None
         self._stage: WriteStage | None = None
         self._max_wait = connector.max_wait_ms / 1000
@@ -145,6 +147,8 @@ class ConnectorTask:
             self._stage = WriteStage(self.writer, self.stats, tolerate=self.connector.tolerance == "all",
                                      before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None)
             self._stage.open()
+            if self.router is not None:
+                self.router.refresh()
             self._consumer = Consumer(self.kafka, logger=logging.getLogger("sinkframe.kafka"))
             self._consumer.subscribe([self.connector.topic], on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -325,7 +329,7 @@ class ConnectorTask:
             else:
                 kept = len(columns)
             if kept:
-                rows[self.writer.targets[role].table] = kept
+                rows[self.writer.resolved(role).qualified_name] = kept
         dead = len(batch.dead_letters) + len(outcome.rejected)
         self.stats.record_transitions(outcome.transitions)
         self.stats.record_batch(messages=batch.messages, rows=rows, dead_letters=dead, seconds=completion.seconds,

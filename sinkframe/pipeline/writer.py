@@ -33,6 +33,7 @@ from sinkframe.pipeline import dberrors
 from sinkframe.pipeline.batch import Batch, DeadLetter
 from sinkframe.pipeline.deadletter import create_dead_letter_table, dead_letter_for, insert_dead_letters
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
+from sinkframe.pipeline.routing import split_role
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,20 @@ def committed_records(batch: Batch, outcome: WriteOutcome) -> Callable[[int], bo
 
 @dataclass(frozen=True)
 class ResolvedTarget:
-    """A mapper target bound to the table name the connector writes it to."""
+    """A mapper target bound to the table the connector writes it to (in a tenant's schema, if routed)."""
 
     role: str
     table: str
     target: Target
+    schema: str | None = None  # None: the connection's search_path
+
+    @property
+    def identifier(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.table) if self.schema else sql.Identifier(self.table)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.table}" if self.schema else self.table
 
     def __post_init__(self):
         for column in self.target.columns:
@@ -109,7 +119,8 @@ class ResolvedTarget:
 class BatchWriter:
     def __init__(self, pool: ConnectionPool, *, connector: str, group_id: str, topic: str,
                  targets: Mapping[str, ResolvedTarget], method: str = "copy",
-                 dead_letter_table: str | None = None, parts: Sequence["TransactionPart"] = ()):
+                 dead_letter_table: str | None = None, parts: Sequence["TransactionPart"] = (),
+                 tenant_schemas: Mapping[str, str] | None = None):
         self.pool = pool
         self.connector = connector
         self.group_id = group_id
@@ -118,14 +129,31 @@ class BatchWriter:
         self.method = method
         self.dead_letter_table = dead_letter_table
         self.parts = tuple(parts)
+        # tenant -> schema, kept up to date by the connector's TenantRouter (routed connectors only)
+        self.tenant_schemas = tenant_schemas
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
+        self._tenant_targets: dict[str, ResolvedTarget] = {}
+
+    def resolved(self, role: str) -> ResolvedTarget:
+        """The target of a role key: a mapper role, or (routed) `tenant/role` in the tenant's schema."""
+        found = self.targets.get(role) or self._tenant_targets.get(role)
+        if found is None:
+            tenant, base = split_role(role)
+            if tenant is None or self.tenant_schemas is None or tenant not in self.tenant_schemas:
+                raise WriteError(f"connector {self.connector}: no table for role {role!r}")
+            plain = self.targets[base]
+            found = ResolvedTarget(role, plain.table, plain.target, schema=self.tenant_schemas[tenant])
+            self._tenant_targets[role] = found
+            self._statements[role] = self._compose(found)
+            self._copy_types[role] = self._copy_types[base]
+        return found
 
     # -- statements, composed once --------------------------------------------------
     def _compose(self, resolved: ResolvedTarget) -> sql.Composed:
         target = resolved.target
-        table = sql.Identifier(resolved.table)
+        table = resolved.identifier
         columns = sql.SQL(", ").join(map(sql.Identifier, target.column_names))
         if target.upsert is None and self.method == "copy":
             return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, columns)
@@ -259,7 +287,7 @@ class BatchWriter:
                 self._write_role(cur, role, columns)
 
     def _write_role(self, cur, role: str, columns: RoleColumns) -> None:
-        resolved = self.targets[role]
+        resolved = self.resolved(role)
         statement = self._statements[role]
         if resolved.target.upsert is not None:
             # Older rows first (gap fillers), then each key's newest: see merge_keyed_rows.
@@ -280,7 +308,7 @@ class BatchWriter:
 
     def _copies(self, role: str) -> bool:
         """Whether `role` is written with COPY, whose errors name the failing row."""
-        return self.targets[role].target.upsert is None and self.method == "copy"
+        return self.resolved(role).target.upsert is None and self.method == "copy"
 
     def _classify(self, err: Exception) -> Exception:
         state = dberrors.sqlstate_of(err)
