@@ -18,8 +18,8 @@ Exactly once rests on four rules kept here:
    with it, and the partitions are re-read from the first record not written;
 3. a revocation waits for the write in flight (which gives up if it is waiting
    for the database) before the partitions go;
-4. while the writer cannot keep up (the database is down), the consumer pauses
-   its partitions and keeps calling `consume()`, which serves rebalance callbacks
+4. while the database is down (or the writer keeps a full batch waiting), the
+   consumer pauses its partitions and keeps calling `consume()`, which serves rebalance callbacks
    and keeps it in the group however long the outage lasts; memory stays bounded
    by two batches plus librdkafka's queue.
 
@@ -133,6 +133,8 @@ class ConnectorTask:
         if recorders:
             with self.writer.pool.connection() as conn:
                 for recorder in recorders:
+                    # Every rule from the start, at 0 when nothing fires: a series per alert from the first scrape.
+                    self.stats.alerts_firing.update({rule.name: 0 for rule in recorder.rules})
                     self.stats.alerts_firing.update(recorder.firing_now(conn))
 
     @property
@@ -154,6 +156,8 @@ class ConnectorTask:
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
             self.stats.state = ConnectorState.RUNNING
             while not self.stop_event.is_set():
+                if self._stage.retrying:  # the database is down: fetch nothing more until it is back
+                    self._wait_for_writer()
                 self._poll()
                 self._collect(timeout=0)
                 if self._due():
@@ -260,9 +264,10 @@ class ConnectorTask:
 
     def _wait_for_writer(self) -> None:
         """Apply the completion of the batch in flight, polling (paused) while it takes long."""
-        waited_from = time.monotonic()
+        waited_from, abandoned = time.monotonic(), False
         while self._stage.busy():
-            if self.stop_event.is_set() and self._stage.retrying:
+            if self.stop_event.is_set() and self._stage.retrying and not abandoned:
+                abandoned = True
                 log.warning("connector %s: stopping while the database is unavailable; %d messages not "
                             "written will be read again on the next start", self.connector.name,
                             self._unwritten_messages())
