@@ -16,19 +16,24 @@ from pathlib import Path
 
 # Innermost frame first: the first rule that matches any frame (leaf to root) names the stage.
 STAGES = (
-    ("decode (orjson)", ("decode_json_object", "decode.py")),
+    ("decode (orjson / msgspec)", ("decode_json_object", "mapping/decode.py", "fastdecode", "msgspec")),
     ("map (mapper plugin)", ("plugins/", "sinkframe_plugins/", "sinkframe/mapping/")),
+    ("route (tenants)", ("routing.py",)),
     ("COPY write_row (encode + send rows)", ("write_row",)),
     ("COPY end (server finishes the COPY)", ("Copy.__exit__", "Copy.finish", "_end_copy")),
     ("metadata merge (Python)", ("merge_keyed_rows",)),
+    ("alerts", ("sinkframe/alerts/",)),
     ("offsets UPDATE", ("advance_offsets", "offsets.py")),
     ("transaction commit / pool", ("Transaction.__exit__", "commit", "pool.py")),
     ("other writer work (statements)", ("writer.py",)),
-    ("batch bookkeeping", ("Batch.", "batch.py", "_add ")),
+    ("batch building (skip, columns)", ("BatchBuilder", "pipeline/batch.py")),
+    ("waiting for the writer", ("_wait_for_writer", "WriteStage.wait")),
     ("consume() (librdkafka, fetch + message objects)", ("_poll ", "Consumer.consume", ".consume (")),
     ("task loop (incl. freeing the written batch)", ("ConnectorTask.run",)),
+    ("waiting for the next batch", ("WriteStage._run",)),
 )
-CONNECTOR_THREAD = "ConnectorTask.run"
+# The two threads of a connector, by the function at the root of their stacks.
+THREADS = {"connector": "ConnectorTask.run", "writer": "WriteStage._run"}
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _LOCATION = re.compile(r":\d+\)$")
 
@@ -51,9 +56,13 @@ def stage_of(stack: tuple[str, ...]) -> str:
 
 
 def summarize(path: Path, *, top: int = 15) -> dict:
-    """Shares of the connector thread's samples (its wall time), by stage, line and function."""
+    """Per connector thread and writer thread: shares of its samples (its wall time), by stage, line, function."""
     every = read_stacks(path)
-    stacks = Counter({s: c for s, c in every.items() if any(CONNECTOR_THREAD in f for f in s)})
+    return {name: _summarize_thread(Counter({s: c for s, c in every.items() if any(root in f for f in s)}), top)
+            for name, root in THREADS.items()}
+
+
+def _summarize_thread(stacks: Counter, top: int) -> dict:
     total = sum(stacks.values())
     if not total:
         return {"samples": 0}
@@ -72,7 +81,7 @@ def summarize(path: Path, *, top: int = 15) -> dict:
     return {
         "samples": total,
         "rate_hz": 100,
-        "scope": "connector thread, wall time (py-spy --idle)",
+        "scope": "wall time (py-spy --idle)",
         "stages_percent": dict(share(stages, len(STAGES) + 1)),
         "top_self_percent": share(self_time, top),
         "top_inclusive_percent": share(inclusive, top),

@@ -84,9 +84,9 @@ def render(results: dict) -> str:
             f"{_n(w['1']['msgs_per_second'])} -> {_n(w['2']['msgs_per_second'])} msgs/s ({w['2']['mode']}, "
             f"{w['2']['partitions']} partitions); first-to-last {_n(w['speedup_first_to_last_commit'])}x")
         row("  --workers 2 / ceiling", f"{w['2']['msgs_per_second'] / c['rows_per_second']:.1%}", "")
-    if "profile" in results:
-        stages = results["profile"].get("stages_percent", {})
-        lines += ["", "profile of the sink's connector thread (py-spy --idle, % of its wall time):"]
+    for thread, summary in results.get("profile", {}).items():
+        stages = summary.get("stages_percent", {})
+        lines += ["", f"profile of the sink's {thread} thread (py-spy --idle, % of its wall time):"]
         lines += [f"  {pct:5.1f}%  {stage}" for stage, pct in stages.items()]
     lines += ["", "targets:"]
     for t in results["targets"]:
