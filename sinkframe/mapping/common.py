@@ -21,6 +21,7 @@ __all__ = [
     "SOURCE_COLUMNS",
     "device_id_of",
     "device_metadata_row",
+    "is_usable_device_id",
     "jsonb",
     "message_object",
     "message_time",
@@ -67,7 +68,7 @@ def device_id_of(message: dict) -> str:
     """`device_id`: a non-blank string kept verbatim; an integer is turned into its text."""
     device_id = message.get("device_id")
     if type(device_id) is str:
-        if device_id and not device_id.isspace() and "\x00" not in device_id:
+        if is_usable_device_id(device_id):
             return device_id
     elif type(device_id) is int:
         return str(device_id)
@@ -76,6 +77,11 @@ def device_id_of(message: dict) -> str:
     raise ValueError(
         f"device_id: expected a non-empty string, got {type(device_id).__name__} {preview(device_id)}"
     )
+
+
+def is_usable_device_id(text: str) -> bool:
+    """Whether `device_id_of` keeps this string: not empty, not blank, no NUL."""
+    return bool(text) and not text.isspace() and "\x00" not in text
 
 
 def message_time(message: dict, record: KafkaRecord) -> datetime:
