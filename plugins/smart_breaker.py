@@ -20,7 +20,7 @@ from sinkframe.mapping.common import (
     message_time,
     optional_object,
 )
-from sinkframe.mapping.fastdecode import FlatObject, Int32
+from sinkframe.mapping.fastdecode import ShallowObject, Int32
 from sinkframe.mapping.fastpath import ColumnarMapper, FastPathResult, take_ordinary
 from sinkframe.mapping.timestamps import parse_timestamp
 
@@ -48,7 +48,7 @@ _isfinite = math.isfinite
 
 # The ordinary message, as the fleet simulator and the benchmark send it: all
 # fourteen measurements under `measurements`, typed, nothing else there; an ISO
-# timestamp; metadata and FDI package of scalars. Field order is column order,
+# timestamp; shallow metadata and FDI package. Field order is column order,
 # so astuple() gives the measurement columns. (Why these types decode exactly as
 # the per-record path's orjson does: sinkframe.mapping.fastdecode.)
 _OrdinaryMeasurements = msgspec.defstruct(
@@ -64,8 +64,8 @@ class _OrdinaryMessage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     measurements: _OrdinaryMeasurements
     timestamp: str | None = None
     device_type: str | None = None
-    metadata: FlatObject | None = None
-    fdi_package: FlatObject | None = None
+    metadata: ShallowObject | None = None
+    fdi_package: ShallowObject | None = None
 
 
 _decode_ordinary = msgspec.json.Decoder(_OrdinaryMessage).decode
@@ -104,8 +104,8 @@ class SmartBreakerMapper(ColumnarMapper):
     fourteen measurements under `measurements` and nothing else there (numbers,
     breaker_status text, trip_count a 32-bit integer), no other top-level keys
     than those above, an ISO timestamp or none, device_type "smart_breaker" or
-    none, metadata and fdi_package objects of scalars (and arrays of them). Every
-    other record goes through the per-record path.
+    none, metadata and fdi_package objects of scalars (and of arrays and objects
+    of scalars). Every other record goes through the per-record path.
     """
 
     name = "smart_breaker"

@@ -31,5 +31,6 @@ import msgspec
 Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 JsonScalar = Union[Int64, float, str, bool, None]
-# A JSON object of scalars and arrays of scalars (a device's metadata, an FDI package).
-FlatObject = dict[str, Union[JsonScalar, list[JsonScalar]]]
+# A JSON object of scalars, and of arrays and objects of scalars: a device's
+# metadata (capabilities, a structured location), an FDI package.
+ShallowObject = dict[str, Union[JsonScalar, list[JsonScalar], dict[str, JsonScalar]]]

@@ -104,7 +104,7 @@ FALLS_BACK = {
     "integral float trip_count": breaker(trip_count=3.0),
     "huge integer in metadata": breaker(metadata={"model": 2**63}),
     "another device_type": breaker(device_type="env_sensor"),
-    "structured location": breaker(metadata={"location": {"lat": 47.1, "lon": 8.5}}),
+    "nested location": breaker(metadata={"location": {"site": {"lat": 47.1, "lon": 8.5}}}),
     "NUL in metadata": breaker(metadata={"model": "SB\x00"}),
 }
 
@@ -122,18 +122,20 @@ def test_what_falls_back_gets_what_map_each_gives_it():
         assert_same_mapping(mapper.map_batch(batch), map_each(mapper, batch))
 
 
-def test_fast_path_takes_integers_for_floats_repeated_keys_and_a_null_timestamp():
+def test_fast_path_takes_integers_for_floats_repeated_keys_a_null_timestamp_and_a_structured_location():
     # orjson's int then float() and msgspec's float are the same number; both keep a repeated key's last value
     as_int = breaker(voltage_phase_c=231)
     repeated = breaker(device_id="first")[:-1] + b',"device_id":"breaker-00003"}'
+    located = breaker(metadata={"location": {"lat": 47.1, "lon": 8.5}, "capabilities": ["trip"]})
     mapper = SmartBreakerMapper({})
-    batch = batch_of([as_int, repeated, breaker(timestamp=None)])
+    batch = batch_of([as_int, repeated, breaker(timestamp=None), located])
     assert mapper.fast_path(batch).fallback == []
     mapped = mapper.map_batch(batch)
     assert_same_mapping(mapped, map_each(mapper, batch))
     assert mapped.roles["measurements"].columns[1 + 1 + FLOAT_MEASUREMENTS.index("voltage_phase_c")][0] == 231.0
-    assert mapped.roles["measurements"].columns[1] == ["breaker-00003"] * 3
+    assert mapped.roles["measurements"].columns[1] == ["breaker-00003"] * 4
     assert mapped.roles["measurements"].columns[0][2] == datetime.fromtimestamp(KAFKA_MS / 1000, timezone.utc)
+    assert mapped.roles["device_metadata"].columns[5][-1] == '{"lat":47.1,"lon":8.5}'
 
 
 def test_rows_of_fallen_back_records_are_spliced_into_record_order():

@@ -375,8 +375,20 @@ def _pairs_with_repeat(message: dict, path: tuple, key: str, repeat: Any, first:
     return tuple((k, Pairs(with_repeat(list(v.items()))) if k == path[0] else v) for k, v in message.items())
 
 
+def nested_locations(message: dict) -> list[Any]:
+    """`message` with a structured location: repeated keys, odd values, one level too deep."""
+    locations = [{"lat": 47.1, "lon": 8.5}, Pairs((("lat", 1.5), ("lon", 2.5), ("lat", "x"))),
+                 Pairs((("lat", "\x00"), ("lat", 3))), {"lat": 10**20 + 123_456}, {"site": {"lat": 1}},
+                 {"lat": RawJSON(b"1e400")}, {"name": RawJSON(b'"\xff"')}, {}, [1.5, "a"], [[1]],
+                 [10**20 + 123_456]]
+    if "metadata" not in message:
+        return []
+    return [{**message, "metadata": {**message["metadata"], field: location}}
+            for location in locations for field in ("location", "capabilities")]
+
+
 def test_every_single_change_to_an_ordinary_message_maps_as_the_per_record_path_does():
     for kind, message in ORDINARY.items():
-        variants = [message, *single_changes(message)]
+        variants = [message, *single_changes(message), *nested_locations(message)]
         values = [encode(v) for v in variants] + [encode(v, ascii_only=False) for v in variants]
         check_all_configs(MAPPERS[kind], batch_of(values, [1_700_000_000_000] * len(values)))
