@@ -9,6 +9,7 @@ the work is done by the package each command belongs to.
 | ops.py | `status`, `simulate`, `export` |
 | alerts.py | `alerts` |
 | schema.py | `schema plan`, `schema apply` |
+| tenants.py | `tenants add`, `tenants plan`, `tenants list`, `tenants remove` |
 | bench.py | `bench` |
 | demo.py | `demo` |
 """

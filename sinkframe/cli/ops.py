@@ -172,14 +172,15 @@ def _stop_on_signals() -> threading.Event:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to this file (default: stdout).")
 @click.option("--time-column", help="Time column to filter on (default: `time`, or `bucket` for aggregates).")
+@click.option("--tenant", metavar="NAME", help="Read the table of this tenant (from its schema tenant_NAME).")
 @setting_option("database_url")
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when a terminal).")
-def export(relation, since, until, device_id, fmt, output, time_column, database_url, progress):
+def export(relation, since, until, device_id, fmt, output, time_column, tenant, database_url, progress):
     """Stream rows of a table or continuous aggregate out with COPY, as CSV or JSON lines."""
     from sinkframe.ops.export import ExportRequest, export_to
 
     request = ExportRequest(relation=relation, since=since, until=until, device_id=device_id, fmt=fmt,
-                            time_column=time_column)
+                            time_column=time_column, tenant=tenant)
     show = sys.stderr.isatty() if progress is None else progress
 
     def export_rows():
@@ -194,7 +195,8 @@ def export(relation, since, until, device_id, fmt, output, time_column, database
     except BrokenPipeError:  # `sinkframe export ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
-    click.echo(f"exported {result.rows} rows ({result.bytes} bytes) from {relation} "
+    source = f"{relation} of tenant {tenant}" if tenant else relation
+    click.echo(f"exported {result.rows} rows ({result.bytes} bytes) from {source} "
                f"[{since.isoformat()} .. {until.isoformat()})", err=True)
 
 

@@ -2,6 +2,10 @@
 
 The click commands only parse arguments; `plan_command` and `apply_command` do
 the work and return the exit code, so they can be called (and tested) directly.
+
+Both cover the public schema first, then every registered tenant's schema
+(`sinkframe tenants add`), each with its own retention, so a change to the specs
+(a new column, a new table) reaches every tenant in the same run.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from sinkframe.schema.apply import apply_schema
 from sinkframe.schema.planner import Plan, plan_schema
 from sinkframe.schema.spec import load_schema
 from sinkframe.config.settings import Settings, redact_dsn, redact_error, setting_option
+from sinkframe.tenants.provision import TenantPlan, apply_tenant_objects, plan_tenant_objects
+from sinkframe.tenants.registry import load_tenants
 
 # Exit 2 means "changes to apply" here (as terraform plan -detailed-exitcode), so every
 # error, a configuration one included, exits 1.
@@ -28,20 +34,29 @@ def plan_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[s
                  err: TextIO | None = None) -> int:
     """Print the SQL apply would run (stdout) and drift findings (stderr)."""
     out, err = out or sys.stdout, err or sys.stderr
+    selected = set(tables) or None
     try:
         spec = load_schema(paths or settings.schema_paths)
-        with _connect(settings) as conn:
-            plan = plan_schema(conn, spec, tables=set(tables) or None, plain_postgres=settings.plain_postgres)
+        with connect_database(settings) as conn:
+            plan = plan_schema(conn, spec, tables=selected, plain_postgres=settings.plain_postgres)
             script = plan.as_text(conn)
+            tenants = [plan_tenant_objects(conn, spec, tenant, tables=selected,
+                                           plain_postgres=settings.plain_postgres) for tenant in load_tenants(conn)]
+            scripts = [_tenant_script(t, conn) for t in tenants if not t.empty]
     except SinkframeError as error:
         return report_error(error, err, config_exit=EXIT_ERROR)
-    out.write(script)
+    out.write("\n".join(filter(None, [script, *scripts])))
     _report_findings(plan, err)
-    if plan.empty:
-        err.write(f"nothing to apply: the schema on {settings.redacted_dsn} is up to date"
-                  + (" (the drift above is left as is)\n" if plan.drift else "\n"))
+    for tenant in tenants:
+        _report_tenant_findings(tenant, err)
+    steps = len(plan.steps) + sum(t.step_count for t in tenants)
+    where = _where(settings, tenants)
+    if not steps:
+        drift = plan.drift or any(t.objects.drift for t in tenants)
+        err.write(f"nothing to apply: the schema on {where} is up to date"
+                  + (" (the drift above is left as is)\n" if drift else "\n"))
         return EXIT_OK
-    err.write(f"{len(plan.steps)} step(s) to apply on {settings.redacted_dsn}\n")
+    err.write(f"{steps} step(s) to apply on {where}\n")
     return EXIT_CHANGES if detailed_exitcode else EXIT_OK
 
 
@@ -49,26 +64,48 @@ def apply_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[
                   out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Apply the plan and say what was done."""
     out, err = out or sys.stdout, err or sys.stderr
+    selected = set(tables) or None
+    tenants: list[TenantPlan] = []
     try:
         spec = load_schema(paths or settings.schema_paths)
-        with _connect(settings) as conn:
-            plan = apply_schema(conn, spec, tables=set(tables) or None, plain_postgres=settings.plain_postgres)
+        with connect_database(settings) as conn:
+            plan = apply_schema(conn, spec, tables=selected, plain_postgres=settings.plain_postgres)
+            for step in plan.steps:
+                out.write(f"applied: {step.description}\n")
+            for tenant in load_tenants(conn):
+                done = apply_tenant_objects(conn, spec, tenant, tables=selected,
+                                            plain_postgres=settings.plain_postgres)
+                tenants.append(done)
+                for description in done.descriptions():
+                    out.write(f"applied: tenant {tenant.name}: {description}\n")
     except SinkframeError as error:
         return report_error(error, err, config_exit=EXIT_ERROR)
-    for step in plan.steps:
-        out.write(f"applied: {step.description}\n")
     _report_findings(plan, err)
-    summary = f"{len(plan.steps)} step(s) applied" if plan.steps else "schema was already up to date"
-    err.write(f"{summary} on {settings.redacted_dsn}\n")
+    for tenant in tenants:
+        _report_tenant_findings(tenant, err)
+    steps = len(plan.steps) + sum(t.step_count for t in tenants)
+    summary = f"{steps} step(s) applied" if steps else "schema was already up to date"
+    err.write(f"{summary} on {_where(settings, tenants)}\n")
     return EXIT_OK
 
 
-def _connect(settings: Settings) -> psycopg.Connection:
+def connect_database(settings: Settings) -> psycopg.Connection:
+    """An autocommit connection (apply manages its own transactions), or an error that names the server."""
     try:
         return psycopg.connect(settings.dsn, autocommit=True)
     except psycopg.Error as error:
         raise SinkframeError(f"cannot connect to {redact_dsn(settings.dsn)}: "
                              f"{redact_error(error, settings.dsn)}") from None
+
+
+def _where(settings: Settings, tenants: list[TenantPlan]) -> str:
+    if not tenants:
+        return settings.redacted_dsn
+    return f"{settings.redacted_dsn} (public and {len(tenants)} tenant schema(s))"
+
+
+def _tenant_script(tenant: TenantPlan, conn: psycopg.Connection) -> str:
+    return f"-- tenant {tenant.tenant.name} (schema {tenant.tenant.schema})\n{tenant.as_text(conn)}"
 
 
 def _report_findings(plan: Plan, err: TextIO) -> None:
@@ -78,6 +115,16 @@ def _report_findings(plan: Plan, err: TextIO) -> None:
         err.write("plain PostgreSQL (no timescaledb extension): skipped these TimescaleDB objects:\n")
         for item in plan.skipped:
             err.write(f"  skipped: {item}\n")
+
+
+def _report_tenant_findings(tenant: TenantPlan, err: TextIO) -> None:
+    name = tenant.tenant.name
+    for finding in tenant.objects.drift:
+        err.write(f"tenant {name}: drift: {finding}\n")
+    if tenant.objects.skipped:
+        # The same list as public's, above; once is enough.
+        err.write(f"tenant {name}: skipped {len(tenant.objects.skipped)} TimescaleDB object(s) "
+                  "(plain PostgreSQL)\n")
 
 
 # --- click --------------------------------------------------------------------------------
@@ -96,7 +143,8 @@ _tables = click.option("--table", "tables", multiple=True, metavar="NAME",
 
 @click.group("schema")
 def schema_group() -> None:
-    """Provision TimescaleDB tables, hypertables and continuous aggregates from schema/ specs."""
+    """Provision TimescaleDB tables, hypertables and continuous aggregates from schema/ specs
+    (in public and in every registered tenant's schema)."""
 
 
 @schema_group.command("plan")

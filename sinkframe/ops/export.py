@@ -8,6 +8,9 @@ quotes them safely.
 
 Formats: `csv` (with a header line) and `json` (JSON Lines: one object per row,
 `row_to_json` of the row). Times are written in UTC.
+
+`tenant`: the relation is read from that registered tenant's schema
+(`tenant_NAME`, see sinkframe.tenants), named as a qualified identifier.
 """
 from __future__ import annotations
 
@@ -23,13 +26,14 @@ from psycopg import sql
 from sinkframe.errors import ConfigError, SinkframeError
 from sinkframe.ops.health import error_line
 from sinkframe.config.settings import Settings
+from sinkframe.tenants.registry import check_name, known_tenants
 
 TIME_COLUMNS = ("time", "bucket")  # hypertables, then continuous aggregates
 
 _COLUMNS = sql.SQL(
     "SELECT column_name FROM information_schema.columns WHERE table_schema = {schema} AND table_name = %s "
     "ORDER BY ordinal_position")
-_RELATIONS = sql.SQL("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+_RELATIONS = sql.SQL("SELECT table_name FROM information_schema.tables WHERE table_schema = {schema} "
                      "ORDER BY table_name")
 
 
@@ -41,6 +45,7 @@ class ExportRequest:
     device_id: str | None = None
     fmt: str = "csv"  # csv or json
     time_column: str | None = None  # default: `time`, else `bucket`
+    tenant: str | None = None  # read from this tenant's schema (relation then unqualified)
 
 
 @dataclass
@@ -57,6 +62,11 @@ def export_to(settings: Settings, request: ExportRequest, out: BinaryIO, *, prog
     if request.since >= request.until:
         raise ConfigError(f"--since ({request.since.isoformat()}) must be before --until "
                           f"({request.until.isoformat()})")
+    if request.tenant is not None:
+        check_name(request.tenant)
+        if "." in request.relation:
+            raise ConfigError(f"--tenant {request.tenant} reads from schema tenant_{request.tenant}: name the "
+                              f"table without a schema (not {request.relation!r})")
     try:
         conn = psycopg.connect(settings.dsn, connect_timeout=10, autocommit=True,
                                application_name="sinkframe-export")
@@ -90,12 +100,14 @@ def export_to(settings: Settings, request: ExportRequest, out: BinaryIO, *, prog
 def compose_select(conn: psycopg.Connection, request: ExportRequest) -> tuple[sql.Composed, str]:
     """The SELECT for the request, after checking the relation and its columns exist."""
     schema, _, name = request.relation.rpartition(".")
+    if request.tenant is not None:
+        schema = _tenant_schema(conn, request.tenant)
     schema_sql = sql.Literal(schema) if schema else sql.SQL("current_schema()")
     columns = [r[0] for r in conn.execute(_COLUMNS.format(schema=schema_sql), (name,)).fetchall()]
     if not columns:
-        known = [r[0] for r in conn.execute(_RELATIONS).fetchall()]
-        raise ConfigError(f"no table or view named {request.relation!r}; "
-                          f"in this database: {', '.join(known) or 'none'}")
+        known = [r[0] for r in conn.execute(_RELATIONS.format(schema=schema_sql)).fetchall()]
+        where = f"schema {schema}" if schema else "this database"
+        raise ConfigError(f"no table or view named {name!r} in {where}; there: {', '.join(known) or 'none'}")
     time_column = request.time_column or next((c for c in TIME_COLUMNS if c in columns), None)
     if time_column not in columns:
         raise ConfigError(f"{request.relation} has no time column "
@@ -115,6 +127,14 @@ def compose_select(conn: psycopg.Connection, request: ExportRequest) -> tuple[sq
     query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY {}").format(
         relation, sql.SQL(" AND ").join(where), sql.SQL(", ").join(order))
     return query, time_column
+
+
+def _tenant_schema(conn: psycopg.Connection, tenant: str) -> str:
+    schemas = known_tenants(conn)
+    if tenant not in schemas:
+        raise ConfigError(f"no tenant named {tenant!r} (registered: {', '.join(schemas) or 'none'}); a removed "
+                          f"tenant's kept tables can still be named in full: tenant_{tenant}.TABLE")
+    return schemas[tenant]
 
 
 def compose_copy(query: sql.Composed, fmt: str) -> sql.Composed:

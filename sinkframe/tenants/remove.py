@@ -1,0 +1,75 @@
+"""`sinkframe tenants remove`: a tenant stops being one; its data stays unless asked to go.
+
+Without `drop_data` the tenant is unregistered (the router dead-letters its
+messages from its next registry read on) and its role loses LOGIN, but its
+schema, its rows and its grants stay: `tenants add NAME` later brings it back as
+it was. With `drop_data` the schema goes (DROP SCHEMA ... CASCADE: tables,
+hypertables with their chunks and policies, continuous aggregates) and the role
+too. Either way the role's open sessions are ended, after the change is
+committed, so that a dashboard still connected stops reading.
+"""
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from sinkframe.errors import ConfigError, SchemaError
+from sinkframe.schema.introspect import execute
+from sinkframe.tenants.access import Action, run_actions
+from sinkframe.tenants.provision import read_tenant_state, schema_lock
+from sinkframe.tenants.registry import DELETE, REGISTRY, REGISTRY_SCHEMA, REGISTRY_TABLE, Tenant, load_tenants
+
+_SESSIONS = sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()")
+_TERMINATE = sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE usename = {} AND pid <> pg_backend_pid()")
+
+
+def plan_removal(conn: psycopg.Connection, name: str, *, drop_data: bool = False) -> list[Action]:
+    """What `remove` would do, in order. ConfigError when there is nothing of that tenant to remove."""
+    changes, end_sessions = _removal(conn, name, drop_data=drop_data)
+    return changes + end_sessions
+
+
+def remove_tenant(conn: psycopg.Connection, name: str, *, drop_data: bool = False) -> list[Action]:
+    """Remove tenant `name` (see the module's docstring); returns what was done."""
+    with schema_lock(conn):
+        changes, end_sessions = _removal(conn, name, drop_data=drop_data)
+        run_actions(conn, changes)
+        # After the commit: before it, a new login would still be let in.
+        run_actions(conn, end_sessions)
+    return changes + end_sessions
+
+
+def _removal(conn, name: str, *, drop_data: bool) -> tuple[list[Action], list[Action]]:
+    tenant = Tenant(name)
+    try:
+        live = read_tenant_state(conn, tenant)
+        leftovers = live.schema or live.can_login is not None
+        if live.recorded is None and not (drop_data and leftovers):
+            if leftovers:
+                raise ConfigError(f"tenant {name} is not registered; its schema or role is left from an earlier "
+                                  "remove that kept the data: add --drop-data to drop them")
+            known = ", ".join(t.name for t in load_tenants(conn)) if live.registry else ""
+            raise ConfigError(f"no tenant named {name} (registered: {known or 'none'})")
+        schema, role = sql.Identifier(tenant.schema), sql.Identifier(tenant.role)
+        actions = []
+        if live.recorded is not None:
+            actions.append(Action(f"unregister tenant {name} from {REGISTRY_SCHEMA}.{REGISTRY_TABLE}",
+                                  DELETE.format(REGISTRY, sql.Placeholder()), params=[name],
+                                  shown=DELETE.format(REGISTRY, sql.Literal(name))))
+        if drop_data and live.schema:
+            actions.append(Action(f"drop schema {tenant.schema} and everything in it",
+                                  sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema)))
+        if drop_data and live.can_login is not None:
+            actions.append(Action(f"drop role {tenant.role}", sql.SQL("DROP ROLE IF EXISTS {}").format(role)))
+        elif live.can_login:
+            actions.append(Action(f"take LOGIN from role {tenant.role} (its grants stay for a later add)",
+                                  sql.SQL("ALTER ROLE {} NOLOGIN").format(role)))
+        end_sessions = []
+        if live.can_login is not None and execute(conn, _SESSIONS, [tenant.role]).fetchone()[0]:
+            end_sessions.append(Action(f"end the open sessions of {tenant.role}",
+                                       _TERMINATE.format(sql.Placeholder()), params=[tenant.role],
+                                       shown=_TERMINATE.format(sql.Literal(tenant.role))))
+    except psycopg.Error as err:
+        raise SchemaError(f"planning the removal of tenant {name}: {str(err).strip()}") from err
+    return actions, end_sessions
