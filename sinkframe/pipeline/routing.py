@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 SEPARATOR = "/"  # between tenant and role in a role key; neither a tenant name nor a role holds it
 REFRESH_SECONDS = 5.0  # an unknown tenant re-reads the registry at most this often
+# ...and it is re-read this often anyway, so that a removed tenant stops being routed to.
+PERIODIC_REFRESH_SECONDS = 30.0
 
 
 def tenant_role(tenant: str, role: str) -> str:
@@ -62,8 +64,9 @@ class TenantRouter:
         """`mapped` with each role's rows under tenant role keys, and a rejection per unroutable record."""
         tenants = self._tenants_of(chunk)
         asked = {t for t in tenants if t is not None and t not in self.schemas}
-        if asked and time.monotonic() - self._loaded_at >= REFRESH_SECONDS:
-            self.refresh()  # a tenant added while running is found without a restart
+        age = time.monotonic() - self._loaded_at
+        if (asked and age >= REFRESH_SECONDS) or age >= PERIODIC_REFRESH_SECONDS:
+            self.refresh()  # a tenant added (or removed) while running is seen without a restart
         rejected_already = {r.index for r in mapped.rejected}
         rejected = list(mapped.rejected)
         for index, tenant in enumerate(tenants):
