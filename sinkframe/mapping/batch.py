@@ -16,7 +16,6 @@ exactly the row, or exactly the rejection, that `map()` would give it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from heapq import merge
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
@@ -123,31 +122,6 @@ class MappedBatch:
     @property
     def row_count(self) -> int:
         return sum(len(c) for c in self.roles.values())
-
-    @classmethod
-    def merged(cls, parts: Sequence["MappedBatch"]) -> "MappedBatch":
-        """One MappedBatch from parts that cover disjoint records, rows in record order."""
-        parts = [p for p in parts if p.row_count or p.rejected]
-        if len(parts) == 1:
-            return parts[0]
-        roles: dict[str, RoleColumns] = {}
-        names = dict.fromkeys(name for p in parts for name in p.roles)
-        for name in names:
-            pieces = [p.roles[name] for p in parts if name in p.roles and len(p.roles[name])]
-            if len(pieces) == 1:
-                roles[name] = pieces[0]
-                continue
-            width = len(next(p.roles[name] for p in parts if name in p.roles).columns)
-            tagged = merge(*([(i, k, n) for k, i in enumerate(piece.record_index)]
-                             for n, piece in enumerate(pieces)))
-            out = RoleColumns.empty(width)
-            for index, k, n in tagged:
-                out.record_index.append(index)
-                for column, source in zip(out.columns, pieces[n].columns):
-                    column.append(source[k])
-            roles[name] = out
-        rejected = sorted((r for p in parts for r in p.rejected), key=lambda r: r.index)
-        return cls(roles, rejected)
 
 
 def map_each(mapper: "Mapper", batch: RecordBatch, indices: Iterable[int] | None = None, *,
