@@ -48,8 +48,11 @@ class Instant(click.ParamType):
 @setting_option("schema_dir")
 @click.option("--lookback", type=Duration(), default="1d", show_default=True,
               help="Count rows ingested in the last minute/hour among those with event time this recent.")
+@click.option("--tenant", metavar="NAME",
+              help="Rows and schema state of this tenant's tables (schema tenant_NAME); offsets and dead "
+                   "letters stay the connector's.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def status(files, plugins_dirs, brokers, database_url, schema_dir, lookback, output):
+def status(files, plugins_dirs, brokers, database_url, schema_dir, lookback, tenant, output):
     """Per connector and partition: Kafka high watermark, committed and DB-stored offsets, lag;
     rows ingested recently, dead letters and schema state."""
     from sinkframe.ops.status import collect_status, render_text
@@ -57,7 +60,7 @@ def status(files, plugins_dirs, brokers, database_url, schema_dir, lookback, out
     def collect():
         settings = Settings.from_env().with_overrides(brokers=brokers, database_url=database_url,
                                                       schema_dir=schema_dir)
-        return collect_status(files, settings, plugins_dirs=plugins_dirs, lookback=lookback)
+        return collect_status(files, settings, plugins_dirs=plugins_dirs, lookback=lookback, tenant=tenant)
 
     report = exit_on_error(collect)
     if output == "json":

@@ -7,6 +7,13 @@ Per table: rows ingested in the last minute and hour (by `ingested_at`, among
 rows whose event time is within `lookback`, so the count never scans old
 chunks). Dead letters per connector, and whether the tables match the schema
 specs.
+
+With `tenant`, the tables are that registered tenant's (`tenant_NAME.TABLE`) and
+the schema check is the one `sinkframe schema plan` makes for its schema (search
+path set to it, its retention). Offsets and dead letters stay the connector's:
+they live in public, shared by every tenant it routes to; of the dead letters,
+those of stage `route` naming the tenant are counted apart (a message for it that
+came while it was not registered).
 """
 from __future__ import annotations
 
@@ -21,20 +28,22 @@ from confluent_kafka import KafkaException
 from psycopg import sql
 
 from sinkframe.config.connector import ConnectorConfig
-from sinkframe.errors import SinkframeError
+from sinkframe.errors import ConfigError, SinkframeError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.ops.health import error_line
 from sinkframe.ops.kafka import committed, monitor_consumer, topic_partitions, watermarks
 from sinkframe.pipeline.offsets import load_offsets
 from sinkframe.pipeline.runner import build_mapper, load_connectors, resolve_targets
 from sinkframe.config.settings import Settings
+from sinkframe.tenants.registry import Tenant, check_name, find_tenant, known_tenants
 
 log = logging.getLogger(__name__)
 
 INGEST_COLUMNS = ("ingested_at", "updated_at")  # when the database received a row, by preference
 
 _COLUMNS = sql.SQL("SELECT column_name FROM information_schema.columns "
-                   "WHERE table_schema = current_schema() AND table_name = %s")
+                   "WHERE table_schema = coalesce(%s::text, current_schema()) AND table_name = %s")
+ROUTE_STAGE = "route"
 
 
 @dataclass
@@ -71,6 +80,7 @@ class ConnectorStatus:
     partitions: list[PartitionStatus] = field(default_factory=list)
     tables: list[TableActivity] = field(default_factory=list)
     dead_letters: int | None = None
+    tenant_dead_letters: int | None = None  # with a tenant: those of stage route that name it
     schema: str = "unknown"
     schema_details: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -87,24 +97,30 @@ class StatusReport:
     brokers: str
     connectors: list[ConnectorStatus]
     problems: list[str] = field(default_factory=list)
+    tenant: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems and not any(c.problems for c in self.connectors)
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "database": self.database, "brokers": self.brokers, "problems": self.problems,
+        return {"ok": self.ok, "database": self.database, "brokers": self.brokers, "tenant": self.tenant,
+                "tenant_schema": _schema_of(self.tenant), "problems": self.problems,
                 "connectors": [{**asdict(c), "lag": c.lag,
                                 "partitions": [{**asdict(p), "lag": p.lag} for p in c.partitions]}
                                for c in self.connectors]}
 
 
 def collect_status(files: Sequence[Path], settings: Settings, *, plugins_dirs: Sequence[Path] = (),
-                   lookback: float = 86400.0) -> StatusReport:
+                   lookback: float = 86400.0, tenant: str | None = None) -> StatusReport:
+    """Raises ConfigError for a tenant name that is not one (before connecting) or not registered."""
+    if tenant is not None:
+        check_name(tenant)
     connectors = load_connectors(files)
     registry = PluginRegistry(plugins_dirs)
     report = StatusReport(settings.redacted_dsn, settings.kafka.get("bootstrap.servers", ""),
-                          [ConnectorStatus(c.name, c.topic, c.group_id, c.enabled) for c in connectors])
+                          [ConnectorStatus(c.name, c.topic, c.group_id, c.enabled) for c in connectors],
+                          tenant=tenant)
     tables = {c.name: _tables_of(c, registry, status) for c, status in zip(connectors, report.connectors)}
     for connector, status in zip(connectors, report.connectors):
         _read_kafka(settings, connector, status)
@@ -116,10 +132,24 @@ def collect_status(files: Sequence[Path], settings: Settings, *, plugins_dirs: S
                                f"{error_line(err, settings.dsn)}")
         return report
     with conn:
+        registered = _registered_tenant(conn, tenant) if tenant is not None else None
         for connector, status in zip(connectors, report.connectors):
-            _read_database(conn, connector, status, tables[connector.name], lookback)
-            _read_schema(conn, settings, status, tables[connector.name])
+            _read_database(conn, connector, status, tables[connector.name], lookback, registered)
+            _read_schema(conn, settings, status, tables[connector.name], registered)
     return report
+
+
+def _registered_tenant(conn: psycopg.Connection, name: str) -> Tenant:
+    found = find_tenant(conn, name)
+    if found is None:
+        registered = ", ".join(known_tenants(conn)) or "none"
+        raise ConfigError(f"no tenant named {name!r} (registered: {registered}); "
+                          f"`sinkframe tenants add {name}` registers it")
+    return found
+
+
+def _schema_of(tenant: str | None) -> str | None:
+    return Tenant(tenant).schema if tenant is not None else None
 
 
 def _tables_of(connector: ConnectorConfig, registry: PluginRegistry, status: ConnectorStatus) -> list[str]:
@@ -147,7 +177,7 @@ def _read_kafka(settings: Settings, connector: ConnectorConfig, status: Connecto
 
 
 def _read_database(conn: psycopg.Connection, connector: ConnectorConfig, status: ConnectorStatus,
-                   tables: list[str], lookback: float) -> None:
+                   tables: list[str], lookback: float, tenant: Tenant | None) -> None:
     try:
         stored = load_offsets(conn, connector.group_id, connector.topic)
     except psycopg.errors.UndefinedTable:
@@ -156,17 +186,30 @@ def _read_database(conn: psycopg.Connection, connector: ConnectorConfig, status:
     for partition, offset in sorted(stored.items()):
         by_partition.setdefault(partition, PartitionStatus(partition)).db_stored = offset
     status.partitions = sorted(by_partition.values(), key=lambda p: p.partition)
-    status.tables = [_activity(conn, table, lookback) for table in tables]
+    schema = tenant.schema if tenant else None
+    status.tables = [_activity(conn, table, lookback, schema) for table in tables]
     if connector.tolerance == "all" and connector.dead_letter_table:
-        try:
-            status.dead_letters = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE connector = %s").format(
-                sql.Identifier(connector.dead_letter_table)), (connector.name,)).fetchone()[0]
-        except psycopg.errors.UndefinedTable:
-            status.dead_letters = 0
+        _count_dead_letters(conn, connector, status, tenant)
 
 
-def _activity(conn: psycopg.Connection, table: str, lookback: float) -> TableActivity:
-    columns = {row[0] for row in conn.execute(_COLUMNS, (table,)).fetchall()}
+def _count_dead_letters(conn: psycopg.Connection, connector: ConnectorConfig, status: ConnectorStatus,
+                        tenant: Tenant | None) -> None:
+    # The router's reason quotes the tenant it asked for (`unknown tenant 'acme' (...)`). A valid
+    # name's repr is the name in single quotes, so 'acme' does not match 'acme_eu'; strpos, not
+    # LIKE, since `_` in a name is a LIKE wildcard. Same scan as the total: no extra cost.
+    quoted = f"'{tenant.name}'" if tenant else None
+    query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE stage = %s AND strpos(error_message, %s) > 0) "
+                    "FROM {} WHERE connector = %s").format(sql.Identifier(connector.dead_letter_table))
+    try:
+        total, routed = conn.execute(query, (ROUTE_STAGE, quoted, connector.name)).fetchone()
+    except psycopg.errors.UndefinedTable:
+        total, routed = 0, 0
+    status.dead_letters = total
+    status.tenant_dead_letters = routed if tenant else None
+
+
+def _activity(conn: psycopg.Connection, table: str, lookback: float, schema: str | None = None) -> TableActivity:
+    columns = {row[0] for row in conn.execute(_COLUMNS, (schema, table)).fetchall()}
     if not columns:
         return TableActivity(table, note="table does not exist")
     ingest = next((c for c in INGEST_COLUMNS if c in columns), None)
@@ -179,13 +222,16 @@ def _activity(conn: psycopg.Connection, table: str, lookback: float) -> TableAct
         params.append(timedelta(seconds=lookback))
     query = sql.SQL("SELECT count(*) FILTER (WHERE {ingest} >= now() - interval '1 minute'), count(*) "
                     "FROM {table} WHERE {where}").format(
-        ingest=sql.Identifier(ingest), table=sql.Identifier(table), where=where)
+        ingest=sql.Identifier(ingest), table=sql.Identifier(schema, table) if schema else sql.Identifier(table),
+        where=where)
     minute, hour = conn.execute(query, params).fetchone()
     return TableActivity(table, minute, hour)
 
 
-def _read_schema(conn: psycopg.Connection, settings: Settings, status: ConnectorStatus, tables: list[str]) -> None:
+def _read_schema(conn: psycopg.Connection, settings: Settings, status: ConnectorStatus, tables: list[str],
+                 tenant: Tenant | None) -> None:
     from sinkframe.schema import load_schema, plan_schema
+    from sinkframe.tenants.provision import plan_tenant_objects
 
     if not tables:
         return
@@ -195,22 +241,30 @@ def _read_schema(conn: psycopg.Connection, settings: Settings, status: Connector
         if not declared:
             status.schema = f"not managed (no table in the schema specs under {', '.join(settings.schema_paths)})"
             return
-        plan = plan_schema(conn, spec, tables=declared, plain_postgres=settings.plain_postgres)
+        if tenant is None:
+            plan = plan_schema(conn, spec, tables=declared, plain_postgres=settings.plain_postgres)
+            drift, steps = plan.drift, [s.description for s in plan.steps]
+        else:  # as `schema plan` does it: search path on the tenant's schema, its retention, its grants
+            planned = plan_tenant_objects(conn, spec, tenant, tables=declared, plain_postgres=settings.plain_postgres)
+            drift, steps = planned.objects.drift, planned.descriptions()
     except SinkframeError as err:
         status.schema, status.schema_details = "unknown", [str(err)]
         return
     undeclared = sorted(set(tables) - declared)
-    if plan.empty and not plan.drift:
+    if not steps and not drift:
         status.schema = "up to date"
     else:
-        status.schema = f"drift: {len(plan.steps)} change(s) pending (sinkframe schema plan)"
-        status.schema_details = [str(d) for d in plan.drift] + [s.description for s in plan.steps]
+        status.schema = f"drift: {len(steps)} change(s) pending (sinkframe schema plan)"
+        status.schema_details = [str(d) for d in drift] + steps
     if undeclared:
         status.schema_details.append(f"not in the schema specs (not checked): {', '.join(undeclared)}")
 
 
 def render_text(report: StatusReport) -> str:
     lines = [f"database: {report.database}", f"brokers:  {report.brokers}"]
+    if report.tenant is not None:
+        lines.append(f"tenant:   {report.tenant} (tables in schema {_schema_of(report.tenant)}; offsets and "
+                     "dead letters are the connector's, in public)")
     lines += [f"problem:  {p}" for p in report.problems]
     for c in report.connectors:
         lines.append("")
@@ -225,11 +279,14 @@ def render_text(report: StatusReport) -> str:
                              f"{_n(p.db_stored):>10} {_n(p.lag):>10}")
             lines.append(f"  {'total':>9} {'':>10} {'':>10} {'':>10} {_n(c.lag):>10}")
         if c.tables:
-            lines.append("  rows ingested (last 1m / 1h): " + "; ".join(
+            where = f" in {_schema_of(report.tenant)}" if report.tenant is not None else ""
+            lines.append(f"  rows ingested{where} (last 1m / 1h): " + "; ".join(
                 f"{t.table} {t.note}" if t.note else f"{t.table} {t.last_minute} / {t.last_hour}"
                 for t in c.tables))
         if c.dead_letters is not None:
-            lines.append(f"  dead letters: {c.dead_letters}")
+            routed = (f" ({c.tenant_dead_letters} at stage {ROUTE_STAGE} naming tenant {report.tenant})"
+                      if c.tenant_dead_letters is not None else "")
+            lines.append(f"  dead letters: {c.dead_letters}{routed}")
     return "\n".join(lines)
 
 
