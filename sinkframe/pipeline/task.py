@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 # fetching and polls for rebalance callbacks meanwhile. A normal write takes
 # well under this; pausing on every batch would throw away librdkafka's prefetch.
 PAUSE_AFTER_SECONDS = 1.0
+POLL_TIMEOUT_SECONDS = 0.02
 
 # librdkafka defaults for a sink (each can be overridden; docs/reliability.md):
 # - the prefetch queue bounded below librdkafka's (64 MB, 100k messages per
@@ -189,7 +190,10 @@ class ConnectorTask:
     def _poll(self) -> None:
         batch = self.builder.batch
         remaining = self._max_wait - batch.age() if batch else self._max_wait
-        timeout = min(max(remaining, 0.005), 0.25)
+        # consume() returns early only once it has `wanted` messages, so under light
+        # load each call waits its whole timeout: a short one starts a batch's clock
+        # (max_wait_ms) soon after its first message arrived, not a long wait later.
+        timeout = min(max(remaining, 0.005), POLL_TIMEOUT_SECONDS)
         wanted = min(self.connector.max_rows - batch.messages, 10_000)
         if wanted <= 0:  # full, and the writer is busy: wait for it in _hand_over
             return
