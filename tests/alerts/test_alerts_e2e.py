@@ -6,16 +6,20 @@ exactly one 'resolved' row, through kill -9 restarts too.
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from sinkframe.devservices import produce
+from sinkframe.cli import cli
+from sinkframe.devservices import free_port, produce
 
 from sinktest.config import FAST_GROUP_JOIN, sink_env, write_connector
 from sinktest.db import create_tables, query
@@ -53,24 +57,33 @@ def test_a_crossing_fires_once_and_resolves_once_and_for_suppresses_a_short_excu
                                 max_wait_ms=50, extra=RULES)
     # dev-1: 60 -> 75 (fires) -> 72 (still above clear: hysteresis keeps it firing) -> 66 -> 64 (resolves),
     # a null in between changes nothing; its excursion lasts 10 s, too short for the 30 s rule.
-    # dev-2: above 70 for 40 s of message time: both rules fire.
+    # dev-2: above 70 for 40 s of message time: both rules fire. dev-3 overheats and stays hot.
     temperatures = {"dev-1": [(0, 60), (10, 75), (12, None), (15, 72), (18, 66), (20, 64), (25, 60)],
-                    "dev-2": [(0, 71), (20, 80), (40, 79), (45, 50)]}
+                    "dev-2": [(0, 71), (20, 80), (40, 79), (45, 50)],
+                    "dev-3": [(0, 90)]}
     produce(kafka_bootstrap, topic, [reading(d, s, t) for d, seq in temperatures.items() for s, t in seq],
             key=lambda m: m["device_id"].encode())
 
-    with InProcessSink([connector], sink_env(kafka_bootstrap, pg_dsn)) as sink:
-        wait_for(lambda: sink.tasks[0].stats.messages >= 11, timeout=30, message="all 11 messages")
-        firing_in_stats = dict(sink.tasks[0].stats.alerts_firing)
+    with InProcessSink([connector], sink_env(kafka_bootstrap, pg_dsn), metrics_port=free_port()) as sink:
+        wait_for(lambda: sink.tasks[0].stats.messages >= 12, timeout=30, message="all 12 messages")
+        metrics = urllib.request.urlopen(f"{sink.url}/metrics", timeout=10).read().decode()
+
+    # The metrics, the `alerts` command and the table say the same: dev-3 is overheating, nothing else fires.
+    assert 'sinkframe_alerts_firing{alert="overheat",connector="alerting"} 1.0' in metrics
+    assert 'sinkframe_alerts_firing{alert="overheat_sustained",connector="alerting"} 0.0' in metrics
+    listed = CliRunner().invoke(cli, ["alerts", "--firing", "-o", "json", "--database-url", pg_dsn, str(connector)])
+    assert listed.exit_code == 0, listed.output
+    states = json.loads(listed.output)["connectors"][0]["states"]
+    assert [(s["alert"], s["alert_key"], s["state"]) for s in states] == [("overheat", "dev-3", "firing")]
+    assert query(pg_dsn, "SELECT alert, alert_key FROM sinkframe_alert_states WHERE state = 'firing'") == \
+        [("overheat", "dev-3")]
 
     assert [(a, k, s, v) for a, k, s, v, _ in transitions(pg_dsn, "overheat")] == [
         ("overheat", "dev-1", "firing", "75.0"), ("overheat", "dev-1", "resolved", "64.0"),
-        ("overheat", "dev-2", "firing", "71.0"), ("overheat", "dev-2", "resolved", "50.0")]
+        ("overheat", "dev-2", "firing", "71.0"), ("overheat", "dev-2", "resolved", "50.0"),
+        ("overheat", "dev-3", "firing", "90.0")]
     assert [(k, s) for _, k, s, _, _ in transitions(pg_dsn, "overheat_sustained")] == [
-        ("dev-2", "firing"), ("dev-2", "resolved")]
-    states = query(pg_dsn, "SELECT alert, alert_key, state FROM sinkframe_alert_states ORDER BY 1, 2")
-    assert {s for _, _, s in states} == {"ok"}
-    assert sum(firing_in_stats.values()) == 0  # what the metrics show: nothing firing, as in the table
+        ("dev-2", "firing"), ("dev-2", "resolved")]  # dev-1's 10 s and dev-3's single reading are too short
 
 
 def crossing_stream(devices: int, crossings: int) -> list[dict]:
@@ -134,10 +147,6 @@ def test_200_devices_x_50_crossings_give_exactly_10000_transitions_through_two_k
 def test_the_shipped_example_rules_validate_when_uncommented(tmp_path):
     # The commented-out rules in configs/smart_breaker.yaml are documentation a user will
     # uncomment: they must be valid as written.
-    from click.testing import CliRunner
-
-    from sinkframe.cli import cli
-
     text = (REPO / "configs" / "smart_breaker.yaml").read_text()
     assert "# alerts:" in text
     uncommented = re.sub(r"^# (alerts:|alerts_topic:|  - |    )", r"\1", text, flags=re.MULTILINE)
