@@ -114,31 +114,38 @@ def dead_letter_headers(connector: str, d: DeadLetter) -> list[tuple[str, bytes]
                                   for name, value in ours.items() if value is not None)]
 
 
-def producer_properties(kafka: Mapping[str, str], connector: str) -> dict[str, str]:
+def producer_properties(kafka: Mapping[str, str], connector: str, purpose: str = "dead-letters") -> dict[str, str]:
     props = {k: v for k, v in kafka.items() if not k.startswith(_CONSUMER_ONLY)}
     props.update({
-        "client.id": f"sinkframe-{connector}-dead-letters",
+        "client.id": f"sinkframe-{connector}-{purpose}",
         "acks": "all",
         "linger.ms": "5",
     })
     return props
 
 
-class DeadLetterProducer:
-    """Produces dead letters to one topic and waits until the broker has them all."""
+class FlushedProducer:
+    """Produces a batch's messages to one topic and waits until the broker has them all.
 
-    def __init__(self, kafka: Mapping[str, str], *, topic: str, connector: str, timeout: float = 30.0):
+    What the dead-letter and the alerts topics share: they cannot join the
+    database transaction, so they are sent and flushed before it commits, and a
+    failure makes the whole batch retry (at least once, never lost).
+    """
+
+    def __init__(self, kafka: Mapping[str, str], *, topic: str, connector: str, kind: str, noun: str,
+                 timeout: float = 30.0, purpose: str = "dead-letters"):
         self.topic = topic
         self.connector = connector
+        self.kind, self.noun = kind, noun  # for error messages: "dead-letter topic ...: 2 dead letters ..."
         self.timeout = timeout
-        props = producer_properties(kafka, connector)
+        props = producer_properties(kafka, connector, purpose)
         # Undelivered messages expire with the flush: a retry produces them again.
         props["message.timeout.ms"] = str(int(timeout * 1000))
         self._producer = Producer(props, logger=logging.getLogger("sinkframe.kafka"))
 
-    def send(self, dead_letters: Sequence[DeadLetter]) -> None:
-        """Produce and flush; raise RetriableWriteError if any is not acknowledged."""
-        if not dead_letters:
+    def send_all(self, messages: Sequence[tuple[bytes | None, bytes | None, list | None]]) -> None:
+        """Produce (key, value, headers) messages and flush; RetriableWriteError if any is not acknowledged."""
+        if not messages:
             return
         failures: list[KafkaError] = []
 
@@ -146,27 +153,37 @@ class DeadLetterProducer:
             if err is not None:
                 failures.append(err)
 
-        for d in dead_letters:
-            self._produce(d, delivered)
+        for key, value, headers in messages:
+            self._produce(key, value, headers, delivered)
         remaining = self._producer.flush(self.timeout)
         if remaining or failures:
             reason = failures[0].str() if failures else f"not acknowledged within {self.timeout:.0f}s"
             raise RetriableWriteError(
-                f"connector {self.connector}: dead-letter topic {self.topic}: "
-                f"{remaining + len(failures)} of {len(dead_letters)} dead letters not delivered ({reason}); "
+                f"connector {self.connector}: {self.kind} topic {self.topic}: "
+                f"{remaining + len(failures)} of {len(messages)} {self.noun} not delivered ({reason}); "
                 "the batch is not committed and will be retried")
 
-    def _produce(self, d: DeadLetter, delivered) -> None:
+    def _produce(self, key, value, headers, delivered) -> None:
         while True:
             try:
-                self._producer.produce(self.topic, key=d.key, value=d.value,
-                                       headers=dead_letter_headers(self.connector, d), on_delivery=delivered)
+                self._producer.produce(self.topic, key=key, value=value, headers=headers, on_delivery=delivered)
                 return
             except BufferError:  # local queue full: let it drain
                 self._producer.poll(0.1)
             except KafkaException as err:
-                raise RetriableWriteError(f"connector {self.connector}: dead-letter topic {self.topic}: "
+                raise RetriableWriteError(f"connector {self.connector}: {self.kind} topic {self.topic}: "
                                           f"{err}; the batch will be retried") from err
 
     def close(self) -> None:
         self._producer.flush(min(self.timeout, 5.0))
+
+
+class DeadLetterProducer(FlushedProducer):
+    """Dead letters to a topic: the original key and value, the reason in headers."""
+
+    def __init__(self, kafka: Mapping[str, str], *, topic: str, connector: str, timeout: float = 30.0):
+        super().__init__(kafka, topic=topic, connector=connector, kind="dead-letter", noun="dead letters",
+                         timeout=timeout)
+
+    def send(self, dead_letters: Sequence[DeadLetter]) -> None:
+        self.send_all([(d.key, d.value, dead_letter_headers(self.connector, d)) for d in dead_letters])

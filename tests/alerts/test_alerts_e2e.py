@@ -155,3 +155,33 @@ def test_the_shipped_example_rules_validate_when_uncommented(tmp_path):
     result = CliRunner().invoke(cli, ["validate", "--schema-dir", str(REPO / "schema"), str(path)])
     assert result.exit_code == 0, result.output
     assert "ok  smart-breaker" in result.output
+
+
+def test_transitions_also_go_to_the_alerts_topic_as_json_keyed_by_alert_and_key(
+        kafka_bootstrap, pg_dsn, new_topic, tmp_path):
+    from confluent_kafka import Consumer
+
+    create_tables(pg_dsn)
+    topic, alerts_topic = new_topic(partitions=1), new_topic(partitions=1)
+    rules = f"alerts_topic: {alerts_topic}\nalerts:\n  - {{name: hot, when: temperature > 70, severity: critical}}\n"
+    connector = write_connector(tmp_path, name="alerting-topic", topic=topic, plugin="smart_breaker",
+                                max_wait_ms=50, extra=rules)
+    produce(kafka_bootstrap, topic, [reading("dev-9", 0, 80), reading("dev-9", 5, 60)],
+            key=lambda m: m["device_id"].encode())
+    with InProcessSink([connector], sink_env(kafka_bootstrap, pg_dsn)) as sink:
+        wait_for(lambda: sink.tasks[0].stats.messages >= 2, timeout=30, message="both messages")
+
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"check-{alerts_topic}",
+                         "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+    consumer.subscribe([alerts_topic])
+    received = []
+    deadline = time.monotonic() + 30
+    while len(received) < 2 and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            received.append((message.key(), json.loads(message.value())))
+    consumer.close()
+    assert [(k, v["state"], v["value"], v["severity"]) for k, v in received] == [
+        (b"hot:dev-9", "firing", "80.0", "critical"), (b"hot:dev-9", "resolved", "60.0", "critical")]
+    assert received[0][1]["source"] == {"topic": topic, "partition": 0, "offset": 0}
+    assert len(transitions(pg_dsn)) == 2  # the table has them too, exactly once
