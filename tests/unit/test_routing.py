@@ -64,3 +64,21 @@ def test_field_routing_and_a_hostile_tenant_value_is_only_compared_never_used():
 def test_split_role():
     assert split_role("acme/measurements") == ("acme", "measurements")
     assert split_role("measurements") == (None, "measurements")
+
+
+def test_validate_checks_the_tenant_block(tmp_path):
+    from click.testing import CliRunner
+
+    from sinkframe.cli import cli
+
+    from sinktest.paths import REPO
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    base = "name: {name}\ntopic: t\nmapper: {{plugin: raw}}\nerrors: {{tolerance: all}}\n"
+    good.write_text(base.format(name="good") + 'tenant: {key_prefix: ":"}\n')
+    bad.write_text(base.format(name="bad") + 'tenant: {field: tenant_id, key_prefix: ":"}\n')
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["validate", "--schema-dir", str(REPO / "schema"), str(good)])
+    assert ok.exit_code == 0, ok.output
+    refused = runner.invoke(cli, ["validate", "--schema-dir", str(REPO / "schema"), str(bad)])
+    assert refused.exit_code == 1 and "$.tenant" in refused.output
