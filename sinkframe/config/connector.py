@@ -86,7 +86,7 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
             },
         },
         "tenant": {
-            "type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+            "type": "object", "additionalProperties": False,
             "description": "Route each message's rows to its tenant's schema (sinkframe tenants add): name the "
                            "tenant by a message field, or by the key's prefix before a separator.",
             "properties": {
@@ -248,6 +248,10 @@ def _error_policy_problems(doc: YamlDocument, data: Mapping[str, Any]) -> list[s
     if errors["tolerance"] == "all" and dead_letter["table"] is None and not dead_letter["topic"]:
         problems.append(doc.problem(("errors", "dead_letter"), "errors.tolerance is all but no dead-letter "
                                     "destination is set (table and topic are both null): bad records would be lost"))
+    tenant = data.get("tenant")
+    if tenant is not None and len(tenant) != 1:
+        problems.append(doc.problem(("tenant",), "give exactly one of `field` (a message field naming the "
+                                    "tenant) and `key_prefix` (the separator after the tenant in the key)"))
     if data["alerts_topic"] is not None and data["alerts_topic"] == data["topic"]:
         problems.append(doc.problem(("alerts_topic",), "the alerts topic must not be the topic the connector "
                                     "consumes"))

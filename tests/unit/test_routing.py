@@ -81,4 +81,4 @@ def test_validate_checks_the_tenant_block(tmp_path):
     ok = runner.invoke(cli, ["validate", "--schema-dir", str(REPO / "schema"), str(good)])
     assert ok.exit_code == 0, ok.output
     refused = runner.invoke(cli, ["validate", "--schema-dir", str(REPO / "schema"), str(bad)])
-    assert refused.exit_code == 1 and "$.tenant" in refused.output
+    assert refused.exit_code == 1 and "$.tenant: give exactly one of `field`" in refused.output
