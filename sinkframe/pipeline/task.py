@@ -281,6 +281,9 @@ class ConnectorTask:
             if not self.stats.paused and (self._stage.retrying
                                           or time.monotonic() - waited_from > PAUSE_AFTER_SECONDS):
                 self._pause()
+            if self._stage.retrying and self.stats.paused:
+                # Set here, after pausing: whoever sees this state sees the consumer paused.
+                self.stats.state = ConnectorState.WAITING_FOR_DATABASE
             if self.stats.paused:
                 # Serves rebalance callbacks and counts as a poll for max.poll.interval.ms.
                 self._unread(self._consumer.consume(num_messages=100, timeout=0.1))

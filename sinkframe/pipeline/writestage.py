@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 
 from sinkframe.errors import PartitionFenced, RetriableWriteError
 from sinkframe.pipeline.batch import Batch
-from sinkframe.pipeline.stats import ConnectorState, ConnectorStats
+from sinkframe.pipeline.stats import ConnectorStats
 from sinkframe.pipeline.writer import BatchWriter, WriteOutcome
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,7 @@ class WriteStage:
         """Wait before the next attempt; False when the batch is to be abandoned instead."""
         delay = backoff_seconds(attempt)
         self.stats.write_retries += 1
-        self.stats.state = ConnectorState.WAITING_FOR_DATABASE
-        self.retrying = True
+        self.retrying = True  # the consumer thread pauses and shows waiting-for-database
         log.warning("%s (attempt %d, next in %.1fs)", err, attempt, delay)
         with self._cond:
             return not self._cond.wait_for(lambda: self._abandon, delay)
