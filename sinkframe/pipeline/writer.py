@@ -47,7 +47,7 @@ _COPY_LINE = re.compile(r"^COPY .*?, line (\d+)", re.MULTILINE)
 # with backoff). Short, so that the consumer thread gets back to polling Kafka
 # while the database is down and the group does not expel it.
 POOL_WAIT_SECONDS = 5.0
-POOL_WAIT_RECONNECTING_SECONDS = 1.0
+POOL_WAIT_RECONNECTING_SECONDS = 0.2
 # Records per range when isolating refused rows (see _Isolation).
 ISOLATION_CHUNK = 256
 
@@ -210,6 +210,9 @@ class BatchWriter:
                 self.pool.putconn(conn)
             else:
                 conn.close()
+        # Back to the pool only once it gave a connection: while it is still in its
+        # reconnect backoff, every write would first wait POOL_WAIT_SECONDS for it.
+        self._reconnecting = not pooled
 
     def stored_offsets(self) -> dict[int, int]:
         """The next offset of each partition stored for this connector's group and topic."""
@@ -219,7 +222,6 @@ class BatchWriter:
         except Exception:
             self._reconnecting = True
             raise
-        self._reconnecting = False
         return offsets
 
     # -- setup ----------------------------------------------------------------------
@@ -264,9 +266,8 @@ class BatchWriter:
             raise
         except Exception as err:  # classify by SQLSTATE, keep the driver error as cause
             classified = self._classify(err)
-            self._reconnecting = isinstance(classified, RetriableWriteError)
+            self._reconnecting = self._reconnecting or isinstance(classified, RetriableWriteError)
             raise classified from err
-        self._reconnecting = False
         return outcome
 
     def _write_records(self, conn, cur, batch: Batch, tolerate: bool) -> WriteOutcome:
