@@ -432,6 +432,9 @@ class ConnectorTask:
         for batch in batches:
             for partition, offset in batch.first_offsets.items():
                 first[partition] = min(offset, first.get(partition, offset))
+        # Resume first: a seek must reach partitions that are fetching, so that
+        # resuming later cannot take them back to where the application last read.
+        self._resume_if_paused()
         for partition, offset in first.items():
             if partition in keep:
                 self._consumer.seek(TopicPartition(self.connector.topic, partition, offset))
@@ -440,7 +443,11 @@ class ConnectorTask:
     def _rewind_to_database(self) -> None:
         """Go back to what the database holds (after a fence, or a database that lost commits)."""
         stored = self._stored_offsets_retrying()
+        # The batch being built goes too; a partition the database holds nothing of is
+        # read again from the first record this consumer read of it, that batch included.
+        self.positions.note_read(self.builder.batch.first_offsets)
         seek_to = self.positions.reset_to_database(stored, self._assigned())
+        self._resume_if_paused()  # as in _drop: seek partitions that are fetching
         for partition, offset in seek_to.items():
             self._consumer.seek(TopicPartition(self.connector.topic, partition, offset))
         self.builder.take()

@@ -78,7 +78,16 @@ def test_database_outage_pauses_the_sink_which_resumes_by_itself_exactly_once(
         resumed_after = time.monotonic() - up_at
 
         producer.join(30)
-        wait_for(lambda: row_counts(dsn)[0] >= total, timeout=40, message=f"all {total} rows")
+        try:
+            wait_for(lambda: row_counts(dsn)[0] >= total, timeout=40, message=f"all {total} rows")
+        except AssertionError as err:  # say where the sink stands, for whoever reads the CI log
+            per_partition = query(dsn, "SELECT source_partition, count(*), max(source_offset) FROM iot_raw_data "
+                                       "GROUP BY 1 ORDER BY 1")
+            stored = query(dsn, "SELECT partition, next_offset FROM sinkframe_offsets ORDER BY 1")
+            raise AssertionError(f"{err}: rows per partition (count, max offset) {per_partition}; stored {stored}; "
+                                 f"positions {task.positions.stored}; state {task.stats.state}, paused "
+                                 f"{task.stats.paused}, fenced {task.stats.fenced}, retries "
+                                 f"{task.stats.write_retries}, messages {task.stats.messages}") from None
         time.sleep(0.5)  # a duplicate would land within a batch interval
         assert task.stats.assignments == assignments, "the member was expelled and rejoined during the outage"
         assert task.stats.write_retries > 0
