@@ -111,10 +111,7 @@ class BatchBuilder:
         return batch
 
     def add(self, messages: Sequence) -> tuple[object, Rejection] | None:
-        chunk = self._chunk(messages)
-        if len(chunk) < len(messages):  # some were skipped: keep the messages in step with the records
-            kept_offsets = set(zip(chunk.partitions, chunk.offsets))
-            messages = [m for m in messages if (m.partition(), m.offset()) in kept_offsets]
+        chunk, messages = self._chunk(messages)
         if not messages:
             return None
         mapped = self._map(chunk)
@@ -128,8 +125,8 @@ class BatchBuilder:
         self._extend(chunk, messages, mapped)
         return stop
 
-    def _chunk(self, messages: Sequence) -> RecordBatch:
-        """The messages as a RecordBatch, less those the database already holds.
+    def _chunk(self, messages: Sequence) -> tuple[RecordBatch, Sequence]:
+        """The messages as a RecordBatch, and the messages themselves, less those the database already holds.
 
         Built column by column: this runs for every message, and comprehensions
         cost a fraction of a loop with five appends.
@@ -152,7 +149,8 @@ class BatchBuilder:
                                                               if q == p and o < behind[p]))
             chunk = RecordBatch(self.topic, *([column[i] for i in keep] for column in (
                 chunk.values, chunk.keys, chunk.partitions, chunk.offsets, chunk.timestamps_ms)))
-        return chunk
+            messages = [messages[i] for i in keep]  # in step with the records
+        return chunk, messages
 
     def _map(self, chunk: RecordBatch) -> MappedBatch:
         if self._validate is not None:  # the message schema needs decoded values: per record
