@@ -24,7 +24,7 @@ from sinkframe.devservices import free_port, produce
 from sinktest.config import FAST_GROUP_JOIN, sink_env, write_connector
 from sinktest.db import create_tables, query
 from sinktest.paths import REPO
-from sinktest.sinks import InProcessSink, start_sink_process
+from sinktest.sinks import InProcessSink, run_process_until, start_sink_process
 from sinktest.waiting import wait_for
 
 RULES = """\
@@ -127,14 +127,9 @@ def test_200_devices_x_50_crossings_give_exactly_10000_transitions_through_two_k
         sink.wait(10)
         at_kills.append(query(pg_dsn, "SELECT count(*) FROM sinkframe_alerts")[0][0])
     producer.join(60)
-    sink = start_sink_process([connector], env, log)
-    try:
-        wait_for(lambda: query(pg_dsn, "SELECT count(*) FROM smart_breaker_data")[0][0] >= len(stream),
-                 timeout=90, message="every reading written")
-        time.sleep(1.0)
-    finally:
-        sink.send_signal(signal.SIGTERM)
-        assert sink.wait(30) == 0
+    run_process_until([connector], env, log,
+                      lambda: query(pg_dsn, "SELECT count(*) FROM smart_breaker_data")[0][0] >= len(stream),
+                      timeout=90, message="every reading written")
     assert any(0 < n < 10_000 for n in at_kills), f"no kill landed mid-stream: {at_kills}"
     per_device = query(pg_dsn, "SELECT alert_key, count(*) FILTER (WHERE state = 'firing'), "
                                "count(*) FILTER (WHERE state = 'resolved') FROM sinkframe_alerts GROUP BY 1")

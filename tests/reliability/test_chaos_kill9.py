@@ -13,7 +13,7 @@ import pytest
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, query, row_counts
-from sinktest.sinks import start_sink_process
+from sinktest.sinks import run_process_until, start_sink_process
 from sinktest.waiting import wait_for
 
 from test_rebalance import produce_steadily
@@ -53,13 +53,8 @@ def test_kill9_at_random_moments_while_producing_ends_exactly_once(kafka_bootstr
 
     producer.join(60)
     assert not producer.is_alive()
-    sink = start_sink_process([connector], env, log)
-    try:
-        wait_for(lambda: row_counts(pg_dsn)[0] >= total, timeout=60, message=f"all {total} rows")
-        time.sleep(1.0)  # anything extra (a duplicate) would land within a batch interval
-    finally:
-        sink.send_signal(signal.SIGTERM)
-        assert sink.wait(30) == 0
+    run_process_until([connector], env, log, lambda: row_counts(pg_dsn)[0] >= total, timeout=60,
+                      message=f"all {total} rows")
     assert row_counts(pg_dsn) == (total, total), log.read_text()[-3000:]
     assert query(pg_dsn, "SELECT sum(next_offset) FROM sinkframe_offsets") == [(total,)]
     # The kills really landed while work was going on, not all before or after it.

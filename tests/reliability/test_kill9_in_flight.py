@@ -18,7 +18,7 @@ from sinkframe.devservices import produce
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, query, row_counts
-from sinktest.sinks import start_sink_process
+from sinktest.sinks import run_process_until, start_sink_process
 from sinktest.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -68,13 +68,8 @@ def test_kill9_during_a_write_in_flight_while_the_next_batch_is_built(kafka_boot
         assert landed < total, "the backlog was drained before the kill: nothing was in flight"
 
     assert killed_in_flight >= KILLS // 2, "too few kills landed while a write was in flight"
-    sink = start_sink_process([connector], env, log)
-    try:
-        wait_for(lambda: row_counts(pg_dsn)[0] >= total, timeout=90, message=f"all {total} rows")
-        time.sleep(1.0)  # anything extra (a duplicate) would land within a batch interval
-    finally:
-        sink.send_signal(signal.SIGTERM)
-        assert sink.wait(30) == 0
+    run_process_until([connector], env, log, lambda: row_counts(pg_dsn)[0] >= total, timeout=90,
+                      message=f"all {total} rows")
     assert row_counts(pg_dsn) == (total, total), log.read_text()[-3000:]
     assert query(pg_dsn, "SELECT sum(next_offset) FROM sinkframe_offsets") == [(total,)]
     assert query(pg_dsn, "SELECT count(DISTINCT payload->>'i') FROM iot_raw_data") == [(total,)]

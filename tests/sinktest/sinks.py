@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -128,3 +130,16 @@ def start_sink_process(paths, env: Mapping[str, str], log_path: Path, *args: str
     cmd = [sys.executable, "-m", "sinkframe.cli", "--log-level", log_level, "run", *map(str, paths), *args]
     with open(log_path, "ab") as log:
         return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def run_process_until(paths, env: Mapping[str, str], log_path: Path, done, *, timeout: float,
+                      message: str) -> None:
+    """A fresh `sinkframe run` child until `done()` holds, a batch interval more (a duplicate
+    would land within it), then SIGTERM: it must write what is in flight and exit 0."""
+    sink = start_sink_process(paths, env, log_path)
+    try:
+        wait_for(done, timeout=timeout, message=message)
+        time.sleep(1.0)
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        assert sink.wait(30) == 0

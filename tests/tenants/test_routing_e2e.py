@@ -8,7 +8,6 @@ stage `route`. A batch spans tenants, and still commits once.
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from psycopg import sql
@@ -18,7 +17,7 @@ from sinkframe.devservices import produce
 from sinktest.config import FAST_GROUP_JOIN, sink_env, write_connector
 from sinktest.db import query
 from sinktest.paths import REPO
-from sinktest.sinks import start_sink_process
+from sinktest.sinks import run_process_until, start_sink_process
 from sinktest.waiting import wait_for
 from tenanthelp import run
 
@@ -54,14 +53,9 @@ def test_messages_reach_their_tenant_exactly_once_through_kill9_and_unknown_tena
     sink.wait(10)
     assert tenant_rows(pg_dsn, acme)[0] < total // 3, "the kill came after everything was written"
 
-    sink = start_sink_process([connector], env, log)
-    try:
-        wait_for(lambda: query(pg_dsn, "SELECT coalesce(sum(next_offset), 0) FROM sinkframe_offsets")[0][0] >= total,
-                 timeout=90, message="every message committed")
-        time.sleep(0.5)
-    finally:
-        sink.send_signal(signal.SIGTERM)
-        assert sink.wait(30) == 0
+    run_process_until([connector], env, log,
+                      lambda: query(pg_dsn, "SELECT coalesce(sum(next_offset), 0) FROM sinkframe_offsets")[0][0]
+                      >= total, timeout=90, message="every message committed")
     assert tenant_rows(pg_dsn, acme) == (total // 3, total // 3)
     assert tenant_rows(pg_dsn, globex) == (total // 3, total // 3)
     assert query(pg_dsn, "SELECT count(*) FROM iot_raw_data") == [(0,)]  # nothing fell through to public
