@@ -1,15 +1,16 @@
-"""The shipped schema against a real TimescaleDB (the embedded engine, one per module).
+"""The shipped schema against TimescaleDB: a database of the test's own on a real server, or
+the embedded engine (one per module) when there is none (see tests/conftest.py).
 
-The engine accepts one connection at a time, so every step opens and closes its
-own (`with connect(dsn) as conn`). It runs no background workers: the tests run
-policy jobs themselves with `CALL run_job(id)`. It has no COPY FROM STDIN: rows
-go in with INSERT.
+Every step opens and closes its own connection (`timescale.connect()`): the engine
+accepts one at a time. The tests that run policy jobs themselves (`CALL run_job`)
+first take the jobs off the real server's scheduler (`hold_jobs`), so that its
+background workers do not run them in between; tests/timescale/ has the ones that
+let the scheduler run them. Rows go in with INSERT (the engine has no COPY).
 """
 from __future__ import annotations
 
 import random
 import time
-from contextlib import contextmanager
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,9 +19,10 @@ import pytest
 from click.testing import CliRunner
 from psycopg import sql
 
-from sinkframe.devservices import connect_to_engine
 from sinkframe.schema import apply_schema, load_schema, plan_schema
 from sinkframe.cli.schema import schema_group
+
+from sinktest.tsdb import job_id
 
 pytestmark = [pytest.mark.timescale, pytest.mark.slow]
 
@@ -37,36 +39,24 @@ SEED_HOURLY_QUERY = ("SELECT time_bucket('1 hour', time) as bucket, AVG(voltage_
 SEED_DAILY_QUERY = "SELECT * FROM smart_breaker_daily_stats WHERE bucket > NOW() - INTERVAL '7 days';"
 
 
-@contextmanager
-def connect(dsn: str):
-    """A connection for one step. The engine refuses a new connection ("Too many connections")
-    until it has noticed that the previous one closed, so retry briefly and pause after closing."""
-    conn = connect_to_engine(dsn)
-    try:
-        with conn:
-            yield conn
-    finally:
-        time.sleep(0.05)
-
-
 def cli(*args: str):
     result = CliRunner().invoke(schema_group, list(args), env={"SINKFRAME_PLAIN_POSTGRES": None})
-    time.sleep(0.05)  # see connect()
+    time.sleep(0.05)  # the engine frees its one connection slot a moment after a client leaves
     return result
 
 
-@pytest.fixture(scope="module")
+PROVISIONED: dict[str, tuple] = {}  # dsn -> the three results: the engine's database serves a whole module
+
+
+@pytest.fixture
 def provisioned(timescale_dsn):
     """plan on the empty database, apply, plan again: through the CLI, as a user would."""
-    first = cli("plan", str(SCHEMA_DIR), "--database-url", timescale_dsn, "--detailed-exitcode")
-    applied = cli("apply", str(SCHEMA_DIR), "--database-url", timescale_dsn)
-    second = cli("plan", str(SCHEMA_DIR), "--database-url", timescale_dsn, "--detailed-exitcode")
-    return first, applied, second
-
-
-def job_id(conn, relation: str, proc: str) -> int:
-    return conn.execute("SELECT job_id FROM timescaledb_information.jobs "
-                        "WHERE hypertable_name = %s AND proc_name = %s", [relation, proc]).fetchone()[0]
+    if timescale_dsn not in PROVISIONED:
+        first = cli("plan", str(SCHEMA_DIR), "--database-url", timescale_dsn, "--detailed-exitcode")
+        applied = cli("apply", str(SCHEMA_DIR), "--database-url", timescale_dsn)
+        second = cli("plan", str(SCHEMA_DIR), "--database-url", timescale_dsn, "--detailed-exitcode")
+        PROVISIONED[timescale_dsn] = first, applied, second
+    return PROVISIONED[timescale_dsn]
 
 
 def run_job(conn, relation: str, proc: str) -> None:
@@ -131,7 +121,7 @@ def test_plan_on_empty_database_prints_full_ddl(provisioned):
     assert "step(s) to apply" in first.stderr
 
 
-def test_apply_creates_everything_and_second_plan_is_empty(provisioned, timescale_dsn):
+def test_apply_creates_everything_and_second_plan_is_empty(provisioned, timescale_dsn, timescale):
     _first, applied, second = provisioned
     assert applied.exit_code == 0, applied.output
     assert "step(s) applied" in applied.stderr
@@ -142,7 +132,7 @@ def test_apply_creates_everything_and_second_plan_is_empty(provisioned, timescal
     # previous run left in the session (e.g. server-side prepared statements).
     third = cli("plan", str(SCHEMA_DIR), "--database-url", timescale_dsn, "--detailed-exitcode")
     assert (third.exit_code, third.stdout) == (0, ""), third.output
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         assert apply_schema(conn, load_schema(SCHEMA_DIR)).steps == []
         caggs = {r[0]: r[1] for r in conn.execute(
             "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates")}
@@ -154,8 +144,8 @@ def test_apply_creates_everything_and_second_plan_is_empty(provisioned, timescal
         assert (cagg, "policy_refresh_continuous_aggregate") in policies
 
 
-def test_hypertables_have_declared_chunk_interval_and_compression(provisioned, timescale_dsn):
-    with connect(timescale_dsn) as conn:
+def test_hypertables_have_declared_chunk_interval_and_compression(provisioned, timescale_dsn, timescale):
+    with timescale.connect() as conn:
         dims = dict(conn.execute("SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions "
                                  "WHERE hypertable_schema = 'public' AND column_name = 'time'").fetchall())
         settings = conn.execute("SELECT hypertable_name, attname, segmentby_column_index, orderby_asc "
@@ -168,7 +158,7 @@ def test_hypertables_have_declared_chunk_interval_and_compression(provisioned, t
 
 # --- the write path and what TimescaleDB does with it ---------------------------------------
 
-def test_caggs_and_seed_queries_match_python(provisioned, timescale_dsn):
+def test_caggs_and_seed_queries_match_python(provisioned, timescale_dsn, timescale):
     rng = random.Random(7)
     now = datetime.now(timezone.utc)
     base = now.replace(minute=0, second=0, microsecond=0)
@@ -182,7 +172,7 @@ def test_caggs_and_seed_queries_match_python(provisioned, timescale_dsn):
                 if rng.random() < 0.1:
                     row["temperature"] = None  # NULLs are ignored by avg/min/max, counted by count(*)
                 rows.append(row)
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         insert_breaker_rows(conn, rows)
         refresh(conn, "smart_breaker_hourly_stats")
         refresh(conn, "smart_breaker_daily_stats")
@@ -199,7 +189,7 @@ def test_caggs_and_seed_queries_match_python(provisioned, timescale_dsn):
                 values.update(zip((f"avg_{column}", f"min_{column}", f"max_{column}"),
                                   stats([m[column] for m in members])))
             expected[key] = approx_row(values)
-        with connect(timescale_dsn) as conn:
+        with timescale.connect() as conn:
             cur = conn.execute(sql.SQL("SELECT * FROM {} WHERE device_id LIKE 'agg-%'").format(sql.Identifier(cagg)))
             names = [d.name for d in cur.description]
             actual = {(r["device_id"], r["bucket"]): {k: v for k, v in r.items() if k not in ("device_id", "bucket")}
@@ -207,7 +197,7 @@ def test_caggs_and_seed_queries_match_python(provisioned, timescale_dsn):
         assert actual == expected, cagg
 
     # The seed's example queries, unchanged, against everything in the table.
-    with connect(timescale_dsn) as conn, conn.transaction():  # one transaction: one now()
+    with timescale.connect() as conn, conn.transaction():  # one transaction: one now()
         db_now = conn.execute("SELECT now()").fetchone()[0]
         hourly = conn.execute(SEED_HOURLY_QUERY).fetchall()
         cur = conn.execute(SEED_DAILY_QUERY)
@@ -231,11 +221,12 @@ def test_caggs_and_seed_queries_match_python(provisioned, timescale_dsn):
     assert names[:2] == ["bucket", "device_id"] and "avg_voltage_phase_a" in names
 
 
-def test_compression_job_late_data_and_cagg_refresh(provisioned, timescale_dsn):
+def test_compression_job_late_data_and_cagg_refresh(provisioned, timescale_dsn, timescale):
+    timescale.hold_jobs()
     now = datetime.now(timezone.utc)
     device = "comp-1"
     times = [now - timedelta(days=2, minutes=m) for m in (0, 10, 20)] + [now - timedelta(minutes=1)]
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         insert_raw(conn, "iot_raw_data", [raw_row(t, device, i) for i, t in enumerate(times)])
         refresh(conn, "iot_raw_hourly_counts")
         run_job(conn, "iot_raw_data", "policy_compression")
@@ -251,7 +242,7 @@ def test_compression_job_late_data_and_cagg_refresh(provisioned, timescale_dsn):
     bucket = floor(late, timedelta(hours=1))
     count_sql = ("SELECT sum(message_count) FROM iot_raw_hourly_counts "
                  "WHERE device_id = %s AND bucket = %s")
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         before = conn.execute(count_sql, [device, bucket]).fetchone()[0]
         insert_raw(conn, "iot_raw_data", [raw_row(late, device, 99)])
         assert conn.execute("SELECT count(*) FROM iot_raw_data WHERE device_id = %s AND time = %s",
@@ -263,11 +254,12 @@ def test_compression_job_late_data_and_cagg_refresh(provisioned, timescale_dsn):
     assert (before, stale, after) == (expected - 1, expected - 1, expected)
 
 
-def test_retention_job_drops_old_chunks(provisioned, timescale_dsn):
+def test_retention_job_drops_old_chunks(provisioned, timescale_dsn, timescale):
+    timescale.hold_jobs()
     now = datetime.now(timezone.utc)
     device = "ret-1"
     ages = {"old": timedelta(days=40), "older": timedelta(days=35), "recent": timedelta(days=1)}
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         insert_raw(conn, "iot_enriched_data", [raw_row(now - age, device, i) for i, age in enumerate(ages.values())])
         chunks_before = conn.execute("SELECT count(*) FROM timescaledb_information.chunks "
                                      "WHERE hypertable_name = 'iot_enriched_data'").fetchone()[0]
@@ -300,14 +292,14 @@ tables:
 """
 
 
-def test_upsert_on_key_with_time_column_including_compressed_chunk(timescale_dsn, tmp_path):
+def test_upsert_on_key_with_time_column_including_compressed_chunk(timescale_dsn, timescale, tmp_path):
     (tmp_path / "upsert.yaml").write_text(UPSERT_SPEC)
     spec = load_schema(tmp_path)
     t1 = datetime(2024, 1, 1, 10, tzinfo=timezone.utc)
     t2 = t1 + timedelta(hours=1)
     upsert = ("INSERT INTO upsert_readings (time, device_id, value) VALUES (%s, %s, %s) "
               "ON CONFLICT (time, device_id) DO UPDATE SET value = EXCLUDED.value")
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         plan = apply_schema(conn, spec)
         assert any("unique" in s.sql.as_string(conn).lower() for s in plan.steps)
         for args in ([t1, "u", 1.0], [t2, "u", 2.0], [t1, "u", 3.0]):
@@ -345,10 +337,10 @@ continuous_aggregates:
 """
 
 
-def test_manual_changes_show_as_drift_and_apply_restores_them(timescale_dsn, tmp_path):
+def test_manual_changes_show_as_drift_and_apply_restores_them(timescale_dsn, timescale, tmp_path):
     (tmp_path / "drift.yaml").write_text(DRIFT_SPEC)
     spec = load_schema(tmp_path)
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         apply_schema(conn, spec)
         assert plan_schema(conn, spec).drift == []
         for statement in (
@@ -381,7 +373,7 @@ def test_manual_changes_show_as_drift_and_apply_restores_them(timescale_dsn, tmp
     assert len(drift) == len(expected)
     assert "SELECT set_chunk_time_interval" in result.stdout
 
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         apply_schema(conn, spec)
         after = plan_schema(conn, spec)
         interval = conn.execute("SELECT time_interval FROM timescaledb_information.dimensions "
@@ -392,14 +384,14 @@ def test_manual_changes_show_as_drift_and_apply_restores_them(timescale_dsn, tmp
     assert interval == timedelta(days=1)
 
 
-def test_changed_cagg_definition_is_drift_and_never_recreated(timescale_dsn, tmp_path):
+def test_changed_cagg_definition_is_drift_and_never_recreated(timescale_dsn, timescale, tmp_path):
     original = DRIFT_SPEC.replace("drift_readings", "cagg_readings")
     (tmp_path / "cagg.yaml").write_text(original)
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         apply_schema(conn, load_schema(tmp_path))
     changed = original.replace("functions: [avg, max]", "functions: [avg, min]")
     (tmp_path / "cagg.yaml").write_text(changed)
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         plan = plan_schema(conn, load_schema(tmp_path))
     assert plan.steps == []
     [finding] = plan.drift
@@ -408,24 +400,24 @@ def test_changed_cagg_definition_is_drift_and_never_recreated(timescale_dsn, tmp
     assert "DROP MATERIALIZED VIEW cagg_readings_hourly" in finding.action
 
     (tmp_path / "cagg.yaml").write_text(original.replace("bucket_width: 1 hour", "bucket_width: 2 hours"))
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         [finding] = plan_schema(conn, load_schema(tmp_path)).drift
     assert "its query (bucket width, time column or aggregate functions) differs" in finding.difference
 
     (tmp_path / "cagg.yaml").write_text(original)
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         conn.execute("DROP MATERIALIZED VIEW cagg_readings_hourly")
         plan = apply_schema(conn, load_schema(tmp_path))
         assert plan.drift == [] and plan_schema(conn, load_schema(tmp_path)).steps == []
     assert [s.transactional for s in plan.steps] == [False, True]  # the view alone, then its policy
 
 
-def test_tables_filter_plans_only_those_and_their_aggregates(timescale_dsn, tmp_path):
+def test_tables_filter_plans_only_those_and_their_aggregates(timescale_dsn, timescale, tmp_path):
     spec_text = UPSERT_SPEC.replace("upsert_readings", "filtered_a") + UPSERT_SPEC.replace(
         "upsert_readings", "filtered_b").replace("tables:\n", "")
     (tmp_path / "f.yaml").write_text(spec_text)
     spec = load_schema(tmp_path)
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         plan = apply_schema(conn, spec, tables={"filtered_a"})
         text = plan.as_text(conn)
         assert '"filtered_a"' in text and "filtered_b" not in text
@@ -433,7 +425,7 @@ def test_tables_filter_plans_only_those_and_their_aggregates(timescale_dsn, tmp_
     assert rest.steps and all("filtered_b" in s.description for s in rest.steps)
 
 
-def test_docs_example_spec_applies_cleanly(timescale_dsn, tmp_path):
+def test_docs_example_spec_applies_cleanly(timescale_dsn, timescale, tmp_path):
     """The full-featured example of docs/schema.md: space partitioning, unique key, first/last,
     retention on an aggregate."""
     import re
@@ -441,7 +433,7 @@ def test_docs_example_spec_applies_cleanly(timescale_dsn, tmp_path):
     block = re.search(r"```yaml\n(.*?)```", (REPO / "docs" / "schema.md").read_text(), re.S)[1]
     (tmp_path / "readings.yaml").write_text(block)
     spec = load_schema(tmp_path, env={})
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         plan = apply_schema(conn, spec)
         assert any("add_dimension" in s.sql.as_string(conn) for s in plan.steps)
         second = plan_schema(conn, spec)

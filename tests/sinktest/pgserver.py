@@ -54,8 +54,10 @@ class PrivatePostgres:
     """`with PrivatePostgres() as server:` (or init().start() ... destroy()); server.dsn() to connect."""
 
     def __init__(self, *, password: str | None = None, ssl_files: tuple[Path, Path] | None = None,
-                 synchronous_commit: bool = False):
-        bindir = server_bindir()
+                 synchronous_commit: bool = False, bindir: Path | None = None,
+                 settings: dict[str, str] | None = None):
+        """`bindir`: another build's binaries (e.g. TimescaleDB's); `settings`: more server settings."""
+        bindir = bindir or server_bindir()
         if bindir is None:
             raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl): install the Debian package "
                                "postgresql or set SINKFRAME_PG_BINDIR")
@@ -63,6 +65,7 @@ class PrivatePostgres:
         self.password = password
         self.ssl_files = ssl_files
         self.synchronous_commit = synchronous_commit
+        self.settings = settings or {}
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="sinkframe-pg-"))
         self.data = self.root / "data"
@@ -113,6 +116,8 @@ class PrivatePostgres:
                    f"-c synchronous_commit={'on' if self.synchronous_commit else 'off'}")
         if self.ssl_files:
             options += " -c ssl=on"
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30", "-o", options, "start")
         with psycopg.connect(self.dsn()):
             pass
