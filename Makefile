@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make demo   install everything, start a local broker + embedded TimescaleDB, ingest simulated traffic"
-	@echo "make test   run the test suite against real local services"
-	@echo "make bench  throughput benchmark (sinkframe vs bare COPY vs naive)"
+	@echo "make test   run the test suite against real local services (TimescaleDB: ../shared/timescaledb/start,"
+	@echo "            or SINKFRAME_TEST_TIMESCALE_DSN; else the embedded engine stands in)"
+	@echo "make bench  throughput benchmark (sinkframe vs bare COPY vs naive), on PostgreSQL and TimescaleDB"
 
 install: $(STAMP)
 

@@ -103,7 +103,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("TimescaleDB tests ran on the embedded engine only: no real server "
                                     f"({TIMESCALE_DSN_ENV} unset, {start_script()} absent)")
     if "engine" in TIMESCALE_RAN:
-        terminalreporter.write_line(f"the engine's own tests ran on: {TIMESCALE_RAN['engine']}")
+        terminalreporter.write_line(f"embedded engine used: {TIMESCALE_RAN['engine']}")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,7 @@
-"""The operations tools on real TimescaleDB (the embedded engine: one connection at a time).
-
-The demo runs this way: metrics and readiness must work through the writer's
-single pool connection, and export and status must understand hypertables and
-continuous aggregates.
+"""The operations tools on TimescaleDB: a real server with the sink's defaults, and the embedded
+engine (one connection at a time), where the demo runs: there metrics and readiness must work
+through the writer's single pool connection. Export and status must understand hypertables and
+continuous aggregates on both.
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ from sinkframe.ops.export import ExportRequest, export_to
 from sinkframe.simulator import Fleet, produce
 
 from sinktest.config import sink_settings
-from sinkframe.devservices import connect_to_engine
 from sinktest.monitor import http_get, metric_sum, ready, scrape
 from sinktest.paths import CONFIGS, REPO
 from sinktest.sinks import InProcessSink
@@ -38,11 +36,22 @@ def dashboard_queries() -> list[str]:
     return [t["rawSql"] for p in dashboard["panels"] for t in p.get("targets", []) if "rawSql" in t]
 
 
-def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_bootstrap, timescale_dsn,
+@pytest.fixture(params=["server", "engine"])
+def ops_timescale(request):
+    """The test's TimescaleDB (real, or the engine standing in), and the embedded engine itself."""
+    if request.param == "engine":
+        return request.getfixturevalue("timescale_engine")
+    timescale = request.getfixturevalue("timescale")
+    if timescale.engine:
+        pytest.skip("no real TimescaleDB server: the engine case runs this on the engine")
+    return timescale
+
+
+def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_bootstrap, ops_timescale,
                                                             topics, promtool):
-    settings = sink_settings(monkeypatch, kafka_bootstrap, timescale_dsn, topics, SINKFRAME_PLAIN_POSTGRES="0",
-                             SINKFRAME_DB_POOL_SIZE="1", SINKFRAME_WRITE_METHOD="insert",
-                             SINKFRAME_DB_PREPARE_THRESHOLD="off")
+    timescale = ops_timescale
+    settings = sink_settings(monkeypatch, kafka_bootstrap, timescale.dsn, topics, SINKFRAME_PLAIN_POSTGRES="0",
+                             **timescale.sink_env)
     now = time.time()
     fleet = Fleet(devices=4, seed=6, kinds=("smart_breaker",), sensor_share=0, late_rate=0, out_of_order_rate=0)
     report = produce(kafka_bootstrap, fleet, rate=None, topics=topics, config=ONE_RECORD_PER_BATCH,
@@ -60,7 +69,7 @@ def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_b
         check = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
 
-    with connect_to_engine(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         conn.execute("CALL refresh_continuous_aggregate('smart_breaker_hourly_stats', NULL, NULL)")
         assert conn.execute("SELECT count(*) FROM smart_breaker_data").fetchone()[0] == 360
         # The dashboard's SQL panels run, with Grafana's macros as Grafana expands them.
@@ -68,7 +77,7 @@ def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_b
             expanded = query.replace("$__timeFilter(bucket)", "bucket BETWEEN now() - interval '6 hours' AND now()")
             expanded = expanded.replace("$device", "'breaker-00000','breaker-00002'")
             assert conn.execute(expanded).fetchall(), query
-    time.sleep(0.5)
+    timescale.settle()
 
     out = io.BytesIO()
     since = datetime.fromtimestamp(now, timezone.utc) - timedelta(hours=5)
@@ -78,7 +87,7 @@ def test_metrics_readiness_export_and_status_on_timescaledb(monkeypatch, kafka_b
     assert result.time_column == "bucket" and result.rows == len(buckets) >= 4 * 3
     assert sum(b["sample_count"] for b in buckets) == 360
     assert all(200 < b["avg_voltage_phase_a"] < 250 or 100 < b["avg_voltage_phase_a"] < 130 for b in buckets)
-    time.sleep(0.5)
+    timescale.settle()
 
     result = CliRunner().invoke(cli, ["status", str(CONFIG), "-o", "json"])
     assert result.exit_code == 0, result.output

@@ -1,20 +1,19 @@
-"""Tenants on TimescaleDB (the embedded engine): hypertables, continuous aggregates and policies per tenant.
+"""Tenants on TimescaleDB: hypertables, continuous aggregates and policies per tenant.
 
-The engine takes ONE connection at a time: every command and every check opens
-its own and closes it (then pauses a moment, see tests/schema/test_timescale.py).
-It runs no background workers, so the retention policy is run by hand
-(`CALL run_job`).
+On a real server each test has a database of its own; on the embedded engine (the
+fallback) a module shares one, which takes ONE connection at a time: every
+command and every check opens its own and closes it (`timescale.connect()`). The
+retention policy is run by hand (`CALL run_job`) with the scheduler's hands off the
+jobs (`hold_jobs`); tests/timescale/ lets the real server's scheduler run a
+tenant's policies by itself.
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from psycopg import errors, sql
 
-from sinkframe.devservices import connect_to_engine
 from sinkframe.schema import load_schema
 
 from sinktest.paths import REPO
@@ -28,33 +27,23 @@ CAGGS = sorted(SPEC.continuous_aggregates)
 ENV = {"SINKFRAME_PLAIN_POSTGRES": None, "SINKFRAME_SCHEMA_DIR": str(REPO / "schema")}
 
 
-@contextmanager
-def connect(dsn: str):
-    conn = connect_to_engine(dsn)
-    try:
-        with conn:
-            yield conn
-    finally:
-        time.sleep(0.05)
-
-
 def sinkframe(dsn: str, *args: str):
     return run(*args, "--database-url", dsn, env=ENV, pause=0.05)
 
 
-@pytest.fixture(scope="module")
-def tenants(timescale_dsn):
-    """public's schema, then acme (7 days) and globex (90 days), through the CLI; roles dropped at the end."""
+@pytest.fixture
+def tenants(timescale_dsn, timescale):
+    """public's schema, then acme (7 days) and globex (90 days), through the CLI; roles and schemas
+    dropped afterwards (the engine's database serves the next test)."""
     acme, globex = unique("acme"), unique("globex")
     results = {"public": sinkframe(timescale_dsn, "schema", "apply")}
     results["plan"] = sinkframe(timescale_dsn, "tenants", "plan", acme, "--retention", "7 days")
     results[acme] = sinkframe(timescale_dsn, "tenants", "add", acme, "--retention", "7 days")
     results[globex] = sinkframe(timescale_dsn, "tenants", "add", globex, "--retention", "90 days")
     yield acme, globex, results
-    with connect(timescale_dsn) as conn:
-        for name in (acme, globex):
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"tenant_{name}")))
-    drop_roles(timescale_dsn, [acme, globex], connect=lambda: connect(timescale_dsn))
+    for name in (acme, globex):  # unregistered too: the engine's database serves the next test
+        sinkframe(timescale_dsn, "tenants", "remove", name, "--yes", "--drop-data")
+    drop_roles(timescale_dsn, [acme, globex], connect=timescale.connect)
 
 
 def retention_policies(conn) -> dict[tuple[str, str], str]:
@@ -74,11 +63,11 @@ def test_the_plan_of_a_new_tenant_targets_its_schema_and_creates_nothing(tenants
     assert "CREATE EXTENSION" not in plan.stdout  # installed already, in public
 
 
-def test_each_tenant_gets_hypertables_caggs_and_its_own_retention(tenants, timescale_dsn):
+def test_each_tenant_gets_hypertables_caggs_and_its_own_retention(tenants, timescale_dsn, timescale):
     acme, globex, results = tenants
     for key in ("public", acme, globex):
         assert results[key].exit_code == 0, results[key].output
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         hypertables = conn.execute("SELECT hypertable_schema, hypertable_name FROM timescaledb_information.hypertables",
                                    prepare=False).fetchall()
         caggs = conn.execute("SELECT view_schema, view_name, hypertable_schema "
@@ -101,7 +90,7 @@ def test_each_tenant_gets_hypertables_caggs_and_its_own_retention(tenants, times
         assert retention[(f"tenant_{globex}", table)] == "90 days"
 
 
-def test_everything_is_in_step_afterwards(tenants, timescale_dsn):
+def test_everything_is_in_step_afterwards(tenants, timescale_dsn, timescale):
     acme, _globex, _results = tenants
     again = sinkframe(timescale_dsn, "tenants", "add", acme)
     assert again.exit_code == 0, again.output
@@ -112,13 +101,14 @@ def test_everything_is_in_step_afterwards(tenants, timescale_dsn):
     assert "nothing to apply" in plan.stderr and "(public and 2 tenant schema(s))" in plan.stderr
 
 
-def test_a_tenants_retention_and_aggregates_work_on_its_rows_only(tenants, timescale_dsn):
+def test_a_tenants_retention_and_aggregates_work_on_its_rows_only(tenants, timescale_dsn, timescale):
+    timescale.hold_jobs()
     acme, globex, _results = tenants
     now = datetime.now(timezone.utc)
     old, recent = now - timedelta(days=20), now - timedelta(hours=3)
     insert = ("INSERT INTO {} (time, device_id, source_topic, source_partition, source_offset) "
               "VALUES (%s, %s, 'iot.raw', 0, 0)")
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         for name in (acme, globex):
             table = sql.Identifier(f"tenant_{name}", "iot_raw_data")
             for at in (old, recent):
@@ -144,9 +134,9 @@ def test_a_tenants_retention_and_aggregates_work_on_its_rows_only(tenants, times
     assert public == 0
 
 
-def test_a_tenants_role_reads_its_aggregates_and_not_anothers(tenants, timescale_dsn):
+def test_a_tenants_role_reads_its_aggregates_and_not_anothers(tenants, timescale_dsn, timescale):
     acme, globex, _results = tenants
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         # The engine has one session for every connection: SET ROLE, and always back.
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(f"tenant_{acme}")), prepare=False)
         try:
@@ -162,11 +152,11 @@ def test_a_tenants_role_reads_its_aggregates_and_not_anothers(tenants, timescale
             conn.execute("RESET ROLE", prepare=False)
 
 
-def test_remove_with_drop_data_takes_the_schema_and_its_jobs(tenants, timescale_dsn):
+def test_remove_with_drop_data_takes_the_schema_and_its_jobs(tenants, timescale_dsn, timescale):
     _acme, globex, _results = tenants
     result = sinkframe(timescale_dsn, "tenants", "remove", globex, "--yes", "--drop-data")
     assert result.exit_code == 0, result.output
-    with connect(timescale_dsn) as conn:
+    with timescale.connect() as conn:
         left = conn.execute("SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_schema = %s",
                             [f"tenant_{globex}"], prepare=False).fetchone()[0]
         retention = retention_policies(conn)
