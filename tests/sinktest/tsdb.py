@@ -84,6 +84,13 @@ def run_job(conn, job: int) -> None:
     conn.execute(sql.SQL("CALL run_job({})").format(sql.Literal(job)), prepare=False)
 
 
+def insert_raw(conn, table: sql.Composable, rows: list[tuple]) -> None:
+    """(time, device_id) rows into a raw-shaped data table (INSERT: the engine has no COPY)."""
+    with conn.cursor() as cur:
+        cur.executemany(sql.SQL("INSERT INTO {} (time, device_id, source_topic, source_partition, source_offset) "
+                                "VALUES (%s, %s, 't', 0, 0)").format(table), rows)
+
+
 def schedule_soon(conn, job: int, every: str = "2 seconds") -> None:
     """Let the server's scheduler run the job by itself, now and every `every` (no run_job)."""
     conn.execute("SELECT alter_job(%s, schedule_interval => %s::interval, next_start => now(), "
