@@ -30,7 +30,22 @@ def render(results: dict) -> str:
         lines.append(f"sink settings from the environment: {results['sink_settings_from_environment']}")
     if results["options"].get("quick"):
         lines.append("QUICK RUN: tiny N, for correctness only; the figures mean nothing")
-    lines += ["", f"{'section':<34}{'figure':>16}  notes", "-" * 90]
+    data = results["tables"][results["ceiling"]["table"]]
+    lines += ["", f"PostgreSQL {pg['server_version'].split()[0]} ({'hypertables' if data['hypertable'] else 'plain tables'}):"]
+    lines += section_lines(results)
+    tsdb = results.get("timescaledb")
+    if tsdb is not None:
+        lines += ["", f"TimescaleDB (hypertables): {tsdb.get('server') or 'skipped: ' + tsdb['skipped']}"]
+        if "skipped" not in tsdb:
+            lines.append(tables_line(tsdb["tables"], tsdb["ceiling"]["table"]))
+            lines += section_lines(tsdb)
+    return "\n".join(lines)
+
+
+def section_lines(results: dict) -> list[str]:
+    """The measured sections of one database: the ceilings, end to end, Quix, naive, latency, workers,
+    the profile and the targets."""
+    lines = [f"{'section':<34}{'figure':>16}  notes", "-" * 90]
 
     def row(name: str, figure: str, note: str = "") -> None:
         lines.append(f"{name:<34}{figure:>16}  {note}")
@@ -93,4 +108,4 @@ def render(results: dict) -> str:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
         note = f"; {t['note']}" if t.get("note") else ""
         lines.append(f"  [{verdict}] {t['label']}: {_n(t['measured'])} (goal {t['goal']}){note}")
-    return "\n".join(lines)
+    return lines

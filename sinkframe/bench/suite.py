@@ -18,12 +18,16 @@ from sinkframe.bench.naive import run_naive
 from sinkframe.bench.quix import run_quix
 from sinkframe.bench.services import BenchContext
 from sinkframe.devservices import local_postgres_dsn
+from sinkframe.devservices.timescaledb import START_SCRIPT_ENV, find_timescale_server, start_script
 from sinkframe.errors import SinkframeError
 
 CONFIG_NAME = Path("configs") / "smart_breaker.yaml"
 SCHEMA_NAME = Path("schema")
 SECTIONS = ("machine", "tables", "ceiling", "ceiling_index_free", "end_to_end", "quix", "naive", "latency",
-            "workers", "targets")
+            "workers", "targets", "timescaledb")
+# The sections measured again on TimescaleDB, under "timescaledb" (with its own "tables" and "server").
+DATABASE_SECTIONS = ("ceiling", "ceiling_index_free", "end_to_end", "profile", "quix", "naive", "latency", "workers",
+                     "targets")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class BenchOptions:
     ceiling_repeats: int = 3
     profile: bool = False
     quick: bool = False
+    timescaledb: bool = True
     output: Path = Path("bench-results/latest.json")
     config: Path = CONFIG_NAME
     database_name: str = database.BENCH_DATABASE
@@ -93,16 +98,28 @@ def admin_dsn() -> str:
     return dsn
 
 
-def prepare(options: BenchOptions) -> BenchContext:
+def timescale_admin_dsn() -> tuple[str | None, str]:
+    """(the TimescaleDB server's admin DSN, its description), found as the tests find it
+    (devservices.timescaledb): $SINKFRAME_BENCH_TIMESCALE_DSN, $SINKFRAME_TEST_TIMESCALE_DSN, else the
+    start script's server (started if need be); (None, why) without one."""
+    given = os.environ.get("SINKFRAME_BENCH_TIMESCALE_DSN") or os.environ.get("SINKFRAME_TEST_TIMESCALE_DSN")
+    server = find_timescale_server(given)
+    if server is None:
+        return None, (f"no TimescaleDB server: set SINKFRAME_BENCH_TIMESCALE_DSN, or provide the start script "
+                      f"{start_script()} ({START_SCRIPT_ENV})")
+    return server.dsn, server.describe()
+
+
+def prepare(options: BenchOptions, admin: str | None = None, *, logs: str = "logs") -> BenchContext:
     """A fresh database with the connector's tables made by the schema module; a folder for the logs."""
-    admin = admin_dsn()
+    admin = admin or admin_dsn()
     dsn = database.recreate_database(admin, options.database_name)
     config = options.config.resolve()
     tables = BenchTables.from_connector(config)
     plain_postgres = not database.timescaledb_available(dsn)
     schema_dir = default_schema_dir()
     database.create_tables(dsn, tables, schema_dir, plain_postgres=plain_postgres)
-    workdir = options.output.parent / "logs"
+    workdir = options.output.parent / logs
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     return BenchContext(admin, dsn, config, tables, schema_dir, plain_postgres, options.partitions,
@@ -123,6 +140,8 @@ def tables_section(ctx: BenchContext) -> dict:
 
 
 def run_bench(options: BenchOptions, *, say: Callable[[str], None] = print) -> dict:
+    """Every section on plain PostgreSQL (the top level of the document), then on TimescaleDB's
+    hypertables (under "timescaledb")."""
     ctx = prepare(options)
     results: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                      "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
@@ -131,7 +150,31 @@ def run_bench(options: BenchOptions, *, say: Callable[[str], None] = print) -> d
                      "tables": tables_section(ctx)}
     if ctx.bootstrap:
         results["machine"]["broker"] = f"given: {ctx.bootstrap}"
+    results.update(run_sections(ctx, options, say))
+    results["timescaledb"] = run_on_timescaledb(options, say) if options.timescaledb else \
+        {"skipped": "--no-timescaledb"}
+    results["machine"]["load_average_at_end"] = load_average()
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return results
 
+
+def run_on_timescaledb(options: BenchOptions, say: Callable[[str], None]) -> dict:
+    admin, described = timescale_admin_dsn()
+    if admin is None:
+        say(f"TimescaleDB: skipped ({described})")
+        return {"skipped": described}
+    say(f"TimescaleDB: the same sections on hypertables, {described}")
+    ctx = prepare(options, admin, logs="logs-timescaledb")
+    if ctx.plain_postgres:
+        raise SinkframeError(f"{described}: the timescaledb extension is not available in the benchmark database")
+    section = {"server": described, "postgresql": database.server_facts(ctx.dsn), "tables": tables_section(ctx)}
+    section.update(run_sections(ctx, options, lambda text: say(f"[TimescaleDB] {text}")))
+    return section
+
+
+def run_sections(ctx: BenchContext, options: BenchOptions, say: Callable[[str], None]) -> dict:
+    """The measured sections on one database (DATABASE_SECTIONS)."""
+    results: dict = {}
     say(f"ceiling: {options.messages:,} rows by binary COPY into {ctx.tables.data}, "
         f"{ctx.tables.batch_rows:,} per transaction, best of {options.ceiling_repeats}; then into a table "
         "without indexes")
@@ -164,8 +207,6 @@ def run_bench(options: BenchOptions, *, say: Callable[[str], None] = print) -> d
         results["workers"] = {"skipped": "--no-workers-compare"}
 
     results["targets"] = check_targets(results)
-    results["machine"]["load_average_at_end"] = load_average()
-    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return results
 
 
@@ -174,7 +215,7 @@ def caller_settings() -> dict[str, str]:
     secret = ("PASSWORD", "SECRET", "TOKEN", "KEY", "DSN", "DATABASE_URL", "SINKFRAME_DB_", "SINKFRAME_TEST_")
     return {k: v for k, v in sorted(os.environ.items())
             if k.startswith("SINKFRAME_") and not any(s in k for s in secret)
-            and not k.startswith("SINKFRAME_BENCH_")}
+            and not k.startswith("SINKFRAME_BENCH_") and k != START_SCRIPT_ENV}
 
 
 def _scaling_view(run: dict) -> dict:
