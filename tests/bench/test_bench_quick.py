@@ -21,16 +21,20 @@ from sinkframe.schema.spec import canonical_type
 
 
 @pytest.mark.slow
-def test_quick_bench_counts_every_message_and_writes_every_section(tmp_path, postgres_admin_dsn, monkeypatch):
+def test_quick_bench_counts_every_message_and_writes_every_section(tmp_path, postgres_admin_dsn, timescale_server,
+                                                                   monkeypatch):
     monkeypatch.setenv("SINKFRAME_BENCH_POSTGRES_DSN", postgres_admin_dsn)
     monkeypatch.delenv("SINKFRAME_BENCH_BROKERS", raising=False)
+    if timescale_server is not None:  # the server the TimescaleDB tests run on
+        monkeypatch.setenv("SINKFRAME_BENCH_TIMESCALE_DSN", timescale_server.dsn)
     database = f"sinkframe_bench_test_{uuid.uuid4().hex[:8]}"
     output = tmp_path / "results.json"
     try:
         result = CliRunner().invoke(cli, ["bench", "--quick", "--output", str(output), "--database-name", database])
     finally:
-        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        for admin_dsn in (postgres_admin_dsn, *([timescale_server.dsn] if timescale_server else [])):
+            with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
     assert result.exit_code == 0, result.output
     assert "targets:" in result.output
 
@@ -82,6 +86,20 @@ def test_quick_bench_counts_every_message_and_writes_every_section(tmp_path, pos
     assert checks["ratio_to_ceiling"]["measured"] == round(e2e["msgs_per_second"] / ceiling["rows_per_second"], 3)
     assert checks["peak_rss_mb"]["met"] is True
     assert results["machine"]["cpu_count"] >= 1
+
+    tsdb = results["timescaledb"]
+    if timescale_server is None:
+        assert "no TimescaleDB server" in tsdb["skipped"] and "TimescaleDB (hypertables): skipped" in result.output
+        return
+    # The same sections on hypertables made by the schema module; the ceiling COPYs into the hypertable.
+    assert tsdb["tables"][tables.data]["hypertable"] is True and tsdb["ceiling"]["hypertable"] is True
+    assert tsdb["ceiling"]["rows_counted"] == messages
+    assert tsdb["end_to_end"]["rows_counted"] == tsdb["end_to_end"]["rows_with_distinct_source"] == messages
+    assert tsdb["workers"]["2"]["rows_counted"] == messages
+    assert tsdb["naive"]["rows_counted"] == options["baseline_messages"]
+    assert tsdb["latency"]["never_seen_committed"] == 0
+    assert {t["target"] for t in tsdb["targets"]} == {t.name for t in TARGETS}
+    assert "TimescaleDB (hypertables): TimescaleDB" in result.output
 
 
 def test_the_benchmark_writes_the_columns_the_schema_declares():
