@@ -10,6 +10,8 @@
              or as a child process (start_sink_process)
 - monitor    /metrics, /healthz and /readyz of a running sink
 - pgserver   PrivatePostgres: a PostgreSQL server of a test's own, to stop and restart
+- tsdb       the test's TimescaleDB (real server or engine: Timescale), its jobs and scheduler,
+             PrivateTimescale: a TimescaleDB server of a test's own, to crash
 
 Fixtures stay in the conftest.py files. No module here is named test_*.py, and tests/conftest.py
 tells pytest not to collect this folder.

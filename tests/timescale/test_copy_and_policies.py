@@ -84,8 +84,10 @@ def test_compression_retention_and_refresh_policies_run_by_themselves(real_times
     now = datetime.now(timezone.utc)
     with real_timescale.connect() as conn:
         apply_schema(conn, SPEC)
+        # 2 days old: compressed, and materialized (its hour ended more than 1 hour ago); 10 minutes
+        # old: neither, whatever the time of day.
         insert_raw(conn, sql.Identifier("iot_raw_data"), [(now - timedelta(days=2), "old"),
-                                                          (now - timedelta(hours=3), "recent")])
+                                                          (now - timedelta(minutes=10), "recent")])
         insert_raw(conn, sql.Identifier("iot_enriched_data"), [(now - timedelta(days=40), "expired"),
                                                                (now - timedelta(days=1), "kept")])
         jobs = {"compression": job_id(conn, "iot_raw_data", "policy_compression"),
@@ -110,6 +112,6 @@ def test_compression_retention_and_refresh_policies_run_by_themselves(real_times
                                 "WHERE job_id = ANY(%s)", [list(jobs.values())]).fetchone()[0]
     assert sorted(compressed) == [(False, False), (True, True)]  # the old chunk compressed, today's not
     assert kept == ["kept"]  # the 40-day-old chunk dropped by the retention policy
-    assert materialized == 2  # both hours materialized by the refresh policy (3 days back, to 1 hour ago)
+    assert materialized == 1  # the old row's hour, by the refresh policy (3 days back, to 1 hour ago)
     assert failures == 0
 
