@@ -54,7 +54,8 @@ def test_every_error_in_every_file_is_reported(runner, tmp_path, monkeypatch):
     assert result.exit_code == 1
     out = result.output
     assert f"{bad_env}:2::$.topic: environment variable ${{NO_SUCH_VAR}} is not set" in out
-    assert f"{bad_plugin}:4::$.mapper.plugin: unknown mapper plugin 'smart_braker'; known plugins: enriched, raw, smart_breaker" in out
+    assert (f"{bad_plugin}:4::$.mapper.plugin: unknown mapper plugin 'smart_braker' (did you mean 'smart_breaker'?); "
+            "known plugins: enriched, raw, smart_breaker") in out
     assert f"{bad_types}:6::$.batch.max_rows: 'lots' is not of type 'integer'" in out
     assert f"{bad_types}:8::$.errors.tolerance: 'some' is not one of ['none', 'all']" in out
     assert f"{bad_yaml}:3:1: invalid YAML" in out
