@@ -17,7 +17,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import psycopg
 import pytest
+from confluent_kafka import Producer
+from sinktest.config import FAST_GROUP_JOIN, TOPIC_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 # What the wheel is built from: the files an sdist of the project holds.
@@ -90,3 +93,24 @@ def test_init_validate_and_plan_from_an_empty_folder(installed, tmp_path, pg_dsn
     run([sinkframe, "schema", "apply", "--plain-postgres"], tmp_path, env)
     again = run([sinkframe, "schema", "plan", "--plain-postgres", "--detailed-exitcode"], tmp_path, env)
     assert again.stdout == "" and "nothing to apply" in again.stderr
+
+
+@pytest.mark.slow
+def test_run_from_the_starter_project_provisions_from_the_plugins_specs(installed, tmp_path, pg_dsn,
+                                                                         kafka_bootstrap, new_topic):
+    topics = {kind: new_topic(prefix="first-hour") for kind in TOPIC_ENV}
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topics["smart_breaker"], key=b"b1", value=b'{"device_id": "b1", "timestamp": '
+                     b'"2026-01-01T00:00:00Z", "device_type": "smart_breaker", "measurements": {"voltage_phase_a": 231.5}}')
+    assert producer.flush(30) == 0
+    env = clean_env(REDPANDA_BROKERS=kafka_bootstrap, SINKFRAME_DATABASE_URL=pg_dsn, SINKFRAME_PLAIN_POSTGRES="1",
+                    **FAST_GROUP_JOIN, **{TOPIC_ENV[kind]: topic for kind, topic in topics.items()})
+    sinkframe = str(installed / "sinkframe")
+    run([sinkframe, "init"], tmp_path, env)
+    run([sinkframe, "run", "configs/raw.yaml", "configs/enriched.yaml", "configs/smart_breaker.yaml",
+         "--exit-when-idle", "3"], tmp_path, env)
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT device_id, voltage_phase_a FROM smart_breaker_data").fetchall()
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert rows == [("b1", 231.5)]
+    assert {"iot_raw_data", "iot_enriched_data", "smart_breaker_data", "device_metadata"} <= tables
