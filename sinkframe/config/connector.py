@@ -249,14 +249,17 @@ class ConnectorCheck:
 def check_connector(path: Path, env: Mapping[str, str] | None = None) -> ConnectorCheck:
     """Every problem of one connector file, and as much of its config as is sound."""
     try:
-        doc = load_yaml(Path(path), os.environ if env is None else env)
+        doc = load_yaml(Path(path), os.environ if env is None else env, keep_going=True)
     except ConfigError as err:
         return ConnectorCheck(err.problems)
     if not isinstance(doc.data, dict):
-        return ConnectorCheck([f"{path}: expected a mapping of connector settings"])
-    violations = schema_violations(CONNECTOR_SCHEMA, doc.data)
-    problems = [doc.problem(v.path, v.message) for v in violations]
-    unusable = frozenset(_whole_value(parts) for v in violations for parts in v.unusable)
+        return ConnectorCheck(doc.problems or [f"{path}: expected a mapping of connector settings"])
+    # A value naming a variable that is not set is already a problem; its text says nothing more.
+    violations = [v for v in schema_violations(CONNECTOR_SCHEMA, doc.data)
+                  if not any(v.path[:len(parts)] == parts for parts in doc.unresolved)]
+    problems = doc.problems + [doc.problem(v.path, v.message) for v in violations]
+    unusable = frozenset(_whole_value(parts) for parts in
+                         [*doc.unresolved, *(parts for v in violations for parts in v.unusable)])
     data = with_defaults(CONNECTOR_SCHEMA, _without(doc.data, unusable))
     problems += _error_policy_problems(doc, data)
     message_schema = _message_schema(doc, data.get("validation"), problems)

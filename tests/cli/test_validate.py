@@ -309,3 +309,15 @@ def test_a_schema_folder_named_but_missing_is_an_error(runner, tmp_path):
     result = runner.invoke(cli, ["validate", "--schema-dir", str(missing), str(REPO / "configs" / "raw.yaml")])
     assert result.exit_code == 1
     assert f"cannot check target tables: {missing}: no such schema spec file or folder" in result.output
+
+
+def test_a_variable_that_is_not_set_leaves_the_other_layers_checked(runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_ROWS", raising=False)
+    path = write(tmp_path, "c.yaml", "name: c\ntopic: t\nmapper:\n  plugin: raw\n  config: {x: 1}\nbatch:\n"
+                                     "  max_rows: ${NO_SUCH_ROWS}\n")
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:7::$.batch.max_rows: environment variable ${{NO_SUCH_ROWS}} is not set" in result.output
+    assert f"{path}:5::$.mapper.config.x: unknown key 'x'" in result.output
+    assert "is not of type" not in result.output  # the unresolved text is not a second problem
+    assert "2 error(s) in 1 of 1 file(s)" in result.output
