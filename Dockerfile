@@ -4,6 +4,9 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
 COPY sinkframe ./sinkframe
 COPY plugins ./plugins
+# Package data (setup.cfg): the built-in plugins' table specs, and the connectors `sinkframe init` writes.
+COPY schema ./schema
+COPY configs ./configs
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim

@@ -15,6 +15,7 @@ from sinkframe.mapping.common import (
 )
 from sinkframe.mapping.fastpath import ColumnarMapper, FastPathResult, decoded_as_per_record, take_ordinary
 from sinkframe.mapping.timestamps import parse_timestamp
+from sinkframe_plugins import shipped_specs
 
 
 class EnrichedMapper(ColumnarMapper):
@@ -56,6 +57,7 @@ class EnrichedMapper(ColumnarMapper):
             }
         },
     }
+    table_specs = shipped_specs("iot_enriched.yaml", "device_metadata.yaml")
     targets = {
         "enriched": Target(
             "iot_enriched_data",

@@ -9,6 +9,7 @@ from sinkframe.mapping.coerce import as_text
 from sinkframe.mapping.common import SOURCE_COLUMNS, device_id_of, jsonb, message_object
 from sinkframe.mapping.fastpath import ColumnarMapper, FastPathResult, decoded_as_per_record, take_ordinary
 from sinkframe.mapping.timestamps import parse_timestamp
+from sinkframe_plugins import shipped_specs
 
 
 class RawMapper(ColumnarMapper):
@@ -30,6 +31,7 @@ class RawMapper(ColumnarMapper):
     name = "raw"
     description = "Any device's message kept whole as jsonb in iot_raw_data"
     config_schema = {"type": "object", "additionalProperties": False, "properties": {}}
+    table_specs = shipped_specs("iot_raw.yaml")
     targets = {
         "raw": Target(
             "iot_raw_data",

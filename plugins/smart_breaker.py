@@ -23,6 +23,7 @@ from sinkframe.mapping.common import (
 from sinkframe.mapping.fastdecode import ShallowObject, Int32
 from sinkframe.mapping.fastpath import ColumnarMapper, FastPathResult, take_ordinary
 from sinkframe.mapping.timestamps import parse_timestamp
+from sinkframe_plugins import shipped_specs
 
 DEVICE_TYPE = "smart_breaker"
 
@@ -126,6 +127,7 @@ class SmartBreakerMapper(ColumnarMapper):
             },
         },
     }
+    table_specs = shipped_specs("smart_breaker.yaml", "device_metadata.yaml")
     targets = {
         "measurements": Target(
             "smart_breaker_data",

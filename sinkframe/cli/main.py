@@ -111,13 +111,14 @@ def validate(files, plugins_dirs, schema_dir, output):
         click.echo(json.dumps({"valid": ok, "files": [r.__dict__ for r in reports]}, indent=2))
     else:
         for report in reports:
-            for error in report.errors:
-                click.echo(error, err=True)
+            for line in report.errors + report.notes:
+                click.echo(line, err=True)
             if report.summary:
                 click.echo(f"ok  {report.summary}")
         errors = sum(len(r.errors) for r in reports)
         if errors:
-            click.echo(f"{errors} error(s) in {sum(1 for r in reports if r.errors)} of {len(reports)} file(s)",
+            skipped = " (and checks that could not run: the 'not checked' lines)" if any(r.notes for r in reports) else ""
+            click.echo(f"{errors} error(s) in {sum(1 for r in reports if r.errors)} of {len(reports)} file(s){skipped}",
                        err=True)
     sys.exit(0 if ok else 1)
 
@@ -209,10 +210,10 @@ def _variables_table(files: list[Path], root: Path) -> str:
 
 def _mount_command_groups() -> None:
     """The commands of the other modules of this package (imported here: they import nothing of main)."""
-    from sinkframe.cli import alerts, bench, demo, ops, schema, tenants
+    from sinkframe.cli import alerts, bench, demo, init, ops, schema, tenants
 
-    for command in (schema.schema_group, *tenants.commands, *ops.commands, *alerts.commands, *bench.commands,
-                    *demo.commands):
+    for command in (init.init_cli, schema.schema_group, *tenants.commands, *ops.commands, *alerts.commands,
+                    *bench.commands, *demo.commands):
         cli.add_command(command)
 
 

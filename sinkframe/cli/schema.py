@@ -10,6 +10,7 @@ Both cover the public schema first, then every registered tenant's schema
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Sequence, TextIO
 
 import click
@@ -17,9 +18,10 @@ import psycopg
 
 from sinkframe.cli.errors import EXIT_ERROR, exit_on_error, report_error
 from sinkframe.errors import SinkframeError
+from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.schema.apply import apply_schema
 from sinkframe.schema.planner import Plan, plan_schema
-from sinkframe.schema.spec import load_schema
+from sinkframe.schema.sources import load_specs, origin_lines
 from sinkframe.config.settings import Settings, redact_dsn, redact_error, setting_option
 from sinkframe.tenants.provision import TenantPlan, apply_tenant_objects, plan_tenant_objects
 from sinkframe.tenants.registry import load_tenants
@@ -31,12 +33,12 @@ EXIT_OK, EXIT_CHANGES = 0, 2
 
 def plan_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[str] = (),
                  detailed_exitcode: bool = False, out: TextIO | None = None,
-                 err: TextIO | None = None) -> int:
-    """Print the SQL apply would run (stdout) and drift findings (stderr)."""
+                 err: TextIO | None = None, plugins_dirs: Sequence[Path] = ()) -> int:
+    """Print the SQL apply would run (stdout); where each table's spec comes from and drift findings (stderr)."""
     out, err = out or sys.stdout, err or sys.stderr
     selected = set(tables) or None
     try:
-        spec = load_schema(paths or settings.schema_paths)
+        spec = load_specs(paths or settings.schema_paths, PluginRegistry(plugins_dirs))
         with connect_database(settings) as conn:
             plan = plan_schema(conn, spec, tables=selected, plain_postgres=settings.plain_postgres)
             script = plan.as_text(conn)
@@ -46,6 +48,7 @@ def plan_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[s
     except SinkframeError as error:
         return report_error(error, err, config_exit=EXIT_ERROR)
     out.write("\n".join(filter(None, [script, *scripts])))
+    err.writelines(f"{line}\n" for line in origin_lines(spec, selected))
     _report_findings(plan, err)
     for tenant in tenants:
         _report_tenant_findings(tenant, err)
@@ -61,13 +64,13 @@ def plan_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[s
 
 
 def apply_command(paths: Sequence[str], *, settings: Settings, tables: Sequence[str] = (),
-                  out: TextIO | None = None, err: TextIO | None = None) -> int:
+                  out: TextIO | None = None, err: TextIO | None = None, plugins_dirs: Sequence[Path] = ()) -> int:
     """Apply the plan and say what was done."""
     out, err = out or sys.stdout, err or sys.stderr
     selected = set(tables) or None
     tenants: list[TenantPlan] = []
     try:
-        spec = load_schema(paths or settings.schema_paths)
+        spec = load_specs(paths or settings.schema_paths, PluginRegistry(plugins_dirs))
         with connect_database(settings) as conn:
             plan = apply_schema(conn, spec, tables=selected, plain_postgres=settings.plain_postgres)
             for step in plan.steps:
@@ -137,14 +140,15 @@ _paths = click.argument("schema_paths", metavar="[SCHEMA_DIR_OR_FILE]...", nargs
                         type=click.Path(exists=True))
 _database_url = setting_option("database_url")
 _plain_postgres = setting_option("plain_postgres")
+_plugins_dirs = setting_option("plugins_dirs")
 _tables = click.option("--table", "tables", multiple=True, metavar="NAME",
                        help="Only this table (and its continuous aggregates); repeatable.")
 
 
 @click.group("schema")
 def schema_group() -> None:
-    """Provision TimescaleDB tables, hypertables and continuous aggregates from schema/ specs
-    (in public and in every registered tenant's schema)."""
+    """Provision TimescaleDB tables, hypertables and continuous aggregates from the specs: the project's
+    (schema/, SINKFRAME_SCHEMA_DIR), then those the plugins ship (in public and every registered tenant's schema)."""
 
 
 @schema_group.command("plan")
@@ -152,12 +156,15 @@ def schema_group() -> None:
 @_database_url
 @_plain_postgres
 @_tables
+@_plugins_dirs
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when there are changes to apply (0: up to date, 1: error).")
-def plan_cli(schema_paths, database_url, plain_postgres, tables, detailed_exitcode) -> None:
-    """Print the SQL that apply would run (nothing when up to date) and any drift."""
+def plan_cli(schema_paths, database_url, plain_postgres, tables, plugins_dirs, detailed_exitcode) -> None:
+    """Print the SQL that apply would run (nothing when up to date), the spec each table comes from, and any
+    drift."""
     settings = exit_on_error(lambda: _settings(database_url, plain_postgres), config_exit=EXIT_ERROR)
-    sys.exit(plan_command(schema_paths, settings=settings, tables=tables, detailed_exitcode=detailed_exitcode))
+    sys.exit(plan_command(schema_paths, settings=settings, tables=tables, detailed_exitcode=detailed_exitcode,
+                          plugins_dirs=plugins_dirs))
 
 
 @schema_group.command("apply")
@@ -165,7 +172,8 @@ def plan_cli(schema_paths, database_url, plain_postgres, tables, detailed_exitco
 @_database_url
 @_plain_postgres
 @_tables
-def apply_cli(schema_paths, database_url, plain_postgres, tables) -> None:
+@_plugins_dirs
+def apply_cli(schema_paths, database_url, plain_postgres, tables, plugins_dirs) -> None:
     """Create or update the schema; running it again changes nothing."""
     settings = exit_on_error(lambda: _settings(database_url, plain_postgres), config_exit=EXIT_ERROR)
-    sys.exit(apply_command(schema_paths, settings=settings, tables=tables))
+    sys.exit(apply_command(schema_paths, settings=settings, tables=tables, plugins_dirs=plugins_dirs))

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import jsonschema
 
@@ -150,20 +150,37 @@ class ConnectorConfig:
         return self.source or YamlDocument(Path(f"<connector {self.name}>"), None)
 
 
+@dataclass(frozen=True)
+class Violation:
+    """One JSON Schema violation: where its message points, and the values it makes unusable
+    (for a missing required key, the missing keys rather than the object holding them)."""
+
+    path: tuple
+    message: str
+    unusable: tuple[tuple, ...]
+
+
 def schema_problems(doc: YamlDocument, schema: Mapping[str, Any], data: Any, prefix: tuple = ()) -> list[str]:
     """Every JSON Schema violation as `file:line::$.path: message`, in file order."""
+    return [doc.problem(v.path, v.message) for v in schema_violations(schema, data, prefix)]
+
+
+def schema_violations(schema: Mapping[str, Any], data: Any, prefix: tuple = ()) -> list[Violation]:
     validator = jsonschema.Draft202012Validator(schema)
-    problems = []
+    violations = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         parts = prefix + tuple(error.absolute_path)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             # Point at each unknown key itself: its line is where the typo is.
             allowed = sorted(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(allowed)):
-                problems.append(doc.problem(parts + (key,), _unknown_key(key, allowed)))
+                violations.append(Violation(parts + (key,), _unknown_key(key, allowed), (parts + (key,),)))
+        elif error.validator == "required" and isinstance(error.instance, dict):
+            missing = tuple(parts + (key,) for key in error.validator_value if key not in error.instance)
+            violations.append(Violation(parts, _message(error), missing))
         else:
-            problems.append(doc.problem(parts, _message(error)))
-    return problems
+            violations.append(Violation(parts, _message(error), (parts,)))
+    return violations
 
 
 def _message(error: jsonschema.ValidationError) -> str:
@@ -173,9 +190,15 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The choice `word` is probably a misspelling of, if one is close enough (config keys, plugin names)."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
+
+
 def _unknown_key(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    close = did_you_mean(key, allowed)
+    hint = f" (did you mean {close!r}?)" if close else ""
     listing = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
     return f"unknown key {key!r}{hint}{listing}"
 
@@ -203,24 +226,82 @@ def _has_defaults(schema: Mapping[str, Any]) -> bool:
     return any("default" in sub or _has_defaults(sub) for sub in schema.get("properties", {}).values())
 
 
-def load_connector(path: Path, env: Mapping[str, str] | None = None) -> ConnectorConfig:
-    """Load one connector file. Raises ConfigError with every structural problem."""
-    doc = load_yaml(Path(path), os.environ if env is None else env)
+@dataclass(frozen=True)
+class ConnectorCheck:
+    """A connector file read as far as it goes, for `sinkframe validate`.
+
+    Each value the JSON Schema refuses is set aside (its key path in `unusable`) and
+    the connector's defaults take its place in `config`, so that the checks which do
+    not depend on it (the plugin, its config, the alert rules, the tables) still run
+    on the rest of the file. `config` is None only when the file is not a readable
+    mapping at all.
+    """
+
+    problems: list[str]
+    config: ConnectorConfig | None = None
+    unusable: frozenset[tuple] = frozenset()
+
+    def usable(self, *parts) -> bool:
+        """Whether the value at key path `parts`, and everything in it, passed the JSON Schema."""
+        return not any(bad[:len(parts)] == parts or parts[:len(bad)] == bad for bad in self.unusable)
+
+
+def check_connector(path: Path, env: Mapping[str, str] | None = None) -> ConnectorCheck:
+    """Every problem of one connector file, and as much of its config as is sound."""
+    try:
+        doc = load_yaml(Path(path), os.environ if env is None else env, keep_going=True)
+    except ConfigError as err:
+        return ConnectorCheck(err.problems)
     if not isinstance(doc.data, dict):
-        raise ConfigError(f"{path}: expected a mapping of connector settings")
-    problems = schema_problems(doc, CONNECTOR_SCHEMA, doc.data)
-    if problems:
-        raise ConfigError(problems[0], problems)
-    data = with_defaults(CONNECTOR_SCHEMA, doc.data)
-    batch, errors, consumer = data["batch"], data["errors"], data["consumer"]
-    problems = _error_policy_problems(doc, data)
+        return ConnectorCheck(doc.problems or [f"{path}: expected a mapping of connector settings"])
+    # A value naming a variable that is not set is already a problem; its text says nothing more.
+    violations = [v for v in schema_violations(CONNECTOR_SCHEMA, doc.data)
+                  if not any(v.path[:len(parts)] == parts for parts in doc.unresolved)]
+    problems = doc.problems + [doc.problem(v.path, v.message) for v in violations]
+    unusable = frozenset(_whole_value(parts) for parts in
+                         [*doc.unresolved, *(parts for v in violations for parts in v.unusable)])
+    data = with_defaults(CONNECTOR_SCHEMA, _without(doc.data, unusable))
+    problems += _error_policy_problems(doc, data)
     message_schema = _message_schema(doc, data.get("validation"), problems)
-    if problems:
-        raise ConfigError(problems[0], problems)
+    return ConnectorCheck(problems, _connector_config(doc, data, message_schema), unusable)
+
+
+def load_connector(path: Path, env: Mapping[str, str] | None = None) -> ConnectorConfig:
+    """Load one connector file. Raises ConfigError with every problem in it."""
+    check = check_connector(path, env)
+    if check.problems:
+        raise ConfigError(check.problems[0], check.problems)
+    return check.config
+
+
+def _whole_value(parts: tuple) -> tuple:
+    """The key path to set aside for a problem at `parts`: a list goes whole (its indexes must not shift)."""
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            return parts[:i]
+    return parts
+
+
+def _without(data: dict, paths: Iterable[tuple]) -> dict:
+    """A copy of `data` without the values at `paths`."""
+    data = copy.deepcopy(data)
+    for parts in paths:
+        parent = data
+        for part in parts[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if parts and isinstance(parent, dict):
+            parent.pop(parts[-1], None)
+    return data
+
+
+def _connector_config(doc: YamlDocument, data: Mapping[str, Any], message_schema) -> ConnectorConfig:
+    """`data` has its defaults filled in; a required key it lacks (already a problem) is left empty."""
+    batch, errors, consumer = data["batch"], data["errors"], data["consumer"]
+    name = data.get("name", "")
     return ConnectorConfig(
-        name=data["name"],
-        topic=data["topic"],
-        plugin=data["mapper"]["plugin"],
+        name=name,
+        topic=data.get("topic", ""),
+        plugin=data["mapper"].get("plugin", ""),
         plugin_config=data["mapper"]["config"],
         tables=data["tables"],
         max_rows=batch["max_rows"],
@@ -228,7 +309,7 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
         tolerance=errors["tolerance"],
         dead_letter_table=errors["dead_letter"]["table"],
         dead_letter_topic=errors["dead_letter"]["topic"],
-        group_id=consumer.get("group_id") or f"sinkframe-{data['name']}",
+        group_id=consumer.get("group_id") or f"sinkframe-{name}",
         consumer_properties={k: str(v).lower() if isinstance(v, bool) else str(v)
                              for k, v in consumer["properties"].items()},
         enabled=data["enabled"],
@@ -252,10 +333,10 @@ def _error_policy_problems(doc: YamlDocument, data: Mapping[str, Any]) -> list[s
     if tenant is not None and len(tenant) != 1:
         problems.append(doc.problem(("tenant",), "give exactly one of `field` (a message field naming the "
                                     "tenant) and `key_prefix` (the separator after the tenant in the key)"))
-    if data["alerts_topic"] is not None and data["alerts_topic"] == data["topic"]:
+    if data["alerts_topic"] is not None and data["alerts_topic"] == data.get("topic"):
         problems.append(doc.problem(("alerts_topic",), "the alerts topic must not be the topic the connector "
                                     "consumes"))
-    if dead_letter["topic"] == data["topic"]:
+    if dead_letter["topic"] is not None and dead_letter["topic"] == data.get("topic"):
         problems.append(doc.problem(("errors", "dead_letter", "topic"), "the dead-letter topic must not be the "
                                     "topic the connector consumes"))
     return problems

@@ -27,6 +27,10 @@ class YamlDocument:
     path: Path
     data: Any
     lines: dict[tuple, int] = field(default_factory=dict)
+    # With load_yaml(keep_going=True): the problems found, and the key paths of values left as
+    # written because a variable they name is not set.
+    problems: list[str] = field(default_factory=list)
+    unresolved: set[tuple] = field(default_factory=set)
 
     def where(self, parts: tuple) -> str:
         """`file:line::$.a.b` for a key path (line of the nearest known ancestor)."""
@@ -44,8 +48,10 @@ class YamlDocument:
 _SCALARS = yaml.SafeLoader("")
 
 
-def load_yaml(path: Path, env: Mapping[str, str]) -> YamlDocument:
-    """Parse and interpolate one file. Raises ConfigError listing every problem found."""
+def load_yaml(path: Path, env: Mapping[str, str], *, keep_going: bool = False) -> YamlDocument:
+    """Parse and interpolate one file. Raises ConfigError listing every problem found, or with
+    `keep_going` (for `sinkframe validate`) returns the document with them in `problems` when it could
+    still be parsed (a missing variable or a duplicate key)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -60,8 +66,9 @@ def load_yaml(path: Path, env: Mapping[str, str]) -> YamlDocument:
     doc = YamlDocument(path=path, data=None)
     problems: list[str] = []
     doc.data = _construct(node, (), doc, env, problems) if node is not None else None
-    if problems:
+    if problems and not keep_going:
         raise ConfigError(problems[0], problems)
+    doc.problems = problems
     return doc
 
 
@@ -84,6 +91,7 @@ def _construct(node, parts: tuple, doc: YamlDocument, env, problems: list[str]):
             return interpolate_scalar(value, env, plain=node.style is None)
         except MissingVariable as err:
             problems.append(doc.problem(parts, str(err)))
+            doc.unresolved.add(parts)
             return value
     return value
 

@@ -11,6 +11,7 @@ overrides it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, NamedTuple
 
 if TYPE_CHECKING:
@@ -90,6 +91,10 @@ class Mapper:
     description: ClassVar[str] = ""
     config_schema: ClassVar[Mapping[str, Any]] = {"type": "object", "additionalProperties": False}
     targets: ClassVar[Mapping[str, Target]]
+    # The spec files (docs/schema.md) of the tables it writes, shipped with the plugin (package data,
+    # or files next to it). A table no project spec declares is provisioned from them
+    # (sinkframe.schema.sources); a project's own spec of a table wins.
+    table_specs: ClassVar[tuple[Path, ...]] = ()
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         self.config = dict(config or {})

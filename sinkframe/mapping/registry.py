@@ -6,7 +6,10 @@ Three sources, in this order (a later source cannot shadow an earlier name):
 3. every `*.py` file of each `--plugins-dir`.
 Finding (which plugins exist) is kept apart from loading (importing them), so a
 broken third-party plugin is reported as a `PluginLoadError` naming it, and an
-unknown name is reported with the list of the known ones.
+unknown name is reported with the closest known one and the list of them all.
+
+A plugin may ship the table specs of the tables it writes (`Mapper.table_specs`);
+`spec_files` gathers them for `sinkframe.schema.sources`.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Iterable
 
+from sinkframe.config.connector import did_you_mean
 from sinkframe.errors import PluginLoadError
 from sinkframe.mapping.base import Mapper
 
@@ -121,6 +125,20 @@ class PluginRegistry:
         try:
             return self.plugins[name].mapper
         except KeyError:
+            close = self.closest(name)
+            guess = f" (did you mean {close!r}?)" if close else ""
             known = ", ".join(sorted(self.plugins)) or "none"
             hint = "".join(f"\n  ({err})" for err in self.load_errors)
-            raise PluginLoadError(f"unknown mapper plugin {name!r}; known plugins: {known}{hint}") from None
+            raise PluginLoadError(f"unknown mapper plugin {name!r}{guess}; known plugins: {known}{hint}") from None
+
+    def closest(self, name: str) -> str | None:
+        """The known plugin `name` is probably a misspelling of (the same rule as for config keys)."""
+        return did_you_mean(name, sorted(self.plugins))
+
+    def spec_files(self) -> dict[Path, list[str]]:
+        """Each table spec file the plugins ship -> the plugins shipping it (several may share one)."""
+        files: dict[Path, list[str]] = {}
+        for name, info in sorted(self.plugins.items()):
+            for path in info.mapper.table_specs:
+                files.setdefault(Path(path).resolve(), []).append(name)
+        return files

@@ -135,7 +135,7 @@ class Pipeline:
     def provision(self) -> None:
         """Create what the connectors write: their tables (schema specs), offsets, dead letters."""
         if self.settings.apply_schema:
-            apply_connector_schema(self.pool, self.settings, self.tables())
+            apply_connector_schema(self.pool, self.settings, self.tables(), self.registry)
         for task in self.tasks:
             task.writer.ensure_framework_tables()
             task.load_alert_states()
@@ -195,14 +195,16 @@ def check_database(settings: Settings) -> None:
                              f"{redact_error(err, settings.dsn)}") from None
 
 
-def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set[str]) -> None:
-    from sinkframe.schema import apply_schema, load_schema
+def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set[str],
+                           registry: PluginRegistry) -> None:
+    from sinkframe.schema import apply_schema
+    from sinkframe.schema.sources import load_specs
 
-    spec = load_schema(settings.schema_paths)
+    spec = load_specs(settings.schema_paths, registry)
     missing = sorted(tables - spec.table_names())
     if missing:
         raise ConfigError(f"tables {', '.join(missing)} are written by a connector but declared in no "
-                          f"schema spec in {', '.join(settings.schema_paths)}; add a spec for them "
+                          f"schema spec in {', '.join(settings.schema_paths)} nor in the plugins' own; add a spec for them "
                           "(see docs/schema.md) or create them yourself and set SINKFRAME_APPLY_SCHEMA=0")
     with pool.connection() as conn:
         conn.autocommit = True

@@ -277,6 +277,14 @@ class SchemaSpec:
     tables: Mapping[str, TableSpec] = field(default_factory=dict)
     continuous_aggregates: Mapping[str, ContinuousAggregateSpec] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    shipped_by: Mapping[str, str] = field(default_factory=dict)  # object -> "plugin raw", when a plugin's spec
+    set_aside: tuple[str, ...] = ()  # shipped objects left out, and why
+
+    def origin(self, name: str) -> str:
+        """Where the spec of table or continuous aggregate `name` comes from: `file:line`, and who ships it."""
+        obj = self.tables.get(name) or self.continuous_aggregates[name]
+        where = obj.where if isinstance(obj, TableSpec) else obj.file
+        return f"{where} (shipped with {self.shipped_by[name]})" if name in self.shipped_by else where
 
     def table_names(self) -> set[str]:
         """Every table (plain or hypertable) declared: what connectors may write."""
@@ -289,53 +297,108 @@ class SchemaSpec:
 # --- loading -------------------------------------------------------------------------------
 
 def load_schema(paths: str | os.PathLike | Iterable[str | os.PathLike],
-                env: Mapping[str, str] | None = None) -> SchemaSpec:
+                env: Mapping[str, str] | None = None, *,
+                shipped: Mapping[Path, str] | None = None) -> SchemaSpec:
     """Load spec files: a folder (its *.yaml / *.yml, sorted), one file, or a list of both.
 
+    `shipped`: spec files that come with plugins, each -> who ships it ("plugin raw").
+    They fill in what `paths` leave out: a table of theirs is used when no file of
+    `paths` declares that name; a continuous aggregate of theirs when its name is free
+    and its source table is not one `paths` declare (a project that declares a table
+    owns what is built on it; `SchemaSpec.set_aside` says what was left out).
     Raises ConfigError whose `.problems` lists every problem in every file.
     """
     env = os.environ if env is None else env
+    found = _Declarations()
     files = _spec_files(paths)
-    problems: list[str] = []
-    tables: dict[str, TableSpec] = {}
-    caggs: dict[str, ContinuousAggregateSpec] = {}
-    declared_in: dict[str, tuple[YamlDocument, tuple]] = {}
-    docs: list[YamlDocument] = []
+    for doc in _read_spec_files(files, env, found.problems):
+        for kind, name, body in _objects(doc):
+            found.add(doc, kind, name, body)
+    project = set(found.declared_in)
+    for path, label in (shipped or {}).items():
+        if not Path(path).is_file():
+            found.problems.append(f"{path}: no such schema spec file (shipped with {label})")
+            continue
+        for doc in _read_spec_files([Path(path)], env, found.problems):
+            files.append(Path(path))
+            for kind, name, body in _objects(doc):
+                if name in project:
+                    continue
+                if kind == "continuous_aggregates" and body["source"] in project:
+                    found.set_aside.append(f"continuous aggregate {name} (shipped with {label}): its source table "
+                                           f"{body['source']} is declared by the project's specs")
+                    continue
+                found.add(doc, kind, name, body, label)
+    return found.spec(files)
+
+
+def _read_spec_files(files: Iterable[Path], env: Mapping[str, str], problems: list[str]) -> Iterable[YamlDocument]:
+    """Each file that reads and matches SPEC_SCHEMA (its `data` at least `{}`); problems of the others."""
     for path in files:
         try:
             doc = load_yaml(path, env)
         except ConfigError as err:
             problems.extend(err.problems)
             continue
-        data = {} if doc.data is None else doc.data
-        file_problems = schema_problems(doc, SPEC_SCHEMA, data)
-        if file_problems:
-            problems.extend(file_problems)
-            continue
-        docs.append(doc)
-        for kind, build, target in (("tables", _build_table, tables),
-                                    ("continuous_aggregates", _build_cagg, caggs)):
-            for name, body in data.get(kind, {}).items():
-                parts = (kind, name)
-                if name in declared_in:
-                    first_doc, first_parts = declared_in[name]
-                    problems.append(doc.problem(parts, f"{name!r} is already declared at "
-                                                       f"{first_doc.where(first_parts)}"))
-                    continue
-                declared_in[name] = (doc, parts)
-                target[name] = build(name, body, doc, parts)
-    for name, table in tables.items():
-        doc, parts = declared_in[name]
-        problems.extend(doc.problem(parts + tuple(p), m) for p, m in _check_table(table))
-    for name, cagg in caggs.items():
-        source = tables.get(cagg.source)
-        if not cagg.time_column and source and source.hypertable:
-            caggs[name] = cagg = replace(cagg, time_column=source.hypertable.time_column)
-        doc, parts = declared_in[name]
-        problems.extend(doc.problem(parts + tuple(p), m) for p, m in _check_cagg(cagg, tables))
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in schema specs: {problems[0]}", problems)
-    return SchemaSpec(tables=tables, continuous_aggregates=caggs, files=tuple(str(f) for f in files))
+        doc.data = {} if doc.data is None else doc.data
+        file_problems = schema_problems(doc, SPEC_SCHEMA, doc.data)
+        problems.extend(file_problems)
+        if not file_problems:
+            yield doc
+
+
+def _objects(doc: YamlDocument) -> Iterable[tuple[str, str, Mapping[str, Any]]]:
+    for kind in ("tables", "continuous_aggregates"):
+        for name, body in doc.data.get(kind, {}).items():
+            yield kind, name, body
+
+
+@dataclass
+class _Declarations:
+    """The objects of the spec files read so far, where each is declared, and the problems found."""
+
+    tables: dict[str, TableSpec] = field(default_factory=dict)
+    caggs: dict[str, ContinuousAggregateSpec] = field(default_factory=dict)
+    declared_in: dict[str, tuple[YamlDocument, tuple]] = field(default_factory=dict)
+    shipped_by: dict[str, str] = field(default_factory=dict)
+    set_aside: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, doc: YamlDocument, kind: str, name: str, body: Mapping[str, Any], shipped_by: str | None = None):
+        parts = (kind, name)
+        if name in self.declared_in:
+            first_doc, first_parts = self.declared_in[name]
+            also = ""
+            if shipped_by:  # two plugins ship a spec of one name; only the project can choose
+                also = (f" (shipped with {self.shipped_by.get(name, 'the project')}); declare it in the project's "
+                        "schema folder to choose one")
+            self.problems.append(doc.problem(parts, f"{name!r} is already declared at "
+                                                    f"{first_doc.where(first_parts)}{also}"))
+            return
+        self.declared_in[name] = (doc, parts)
+        if shipped_by:
+            self.shipped_by[name] = shipped_by
+        if kind == "tables":
+            self.tables[name] = _build_table(name, body, doc, parts)
+        else:
+            self.caggs[name] = _build_cagg(name, body, doc, parts)
+
+    def spec(self, files: list[Path]) -> SchemaSpec:
+        """The checked spec; ConfigError listing every problem in every file."""
+        tables, caggs, problems = self.tables, self.caggs, self.problems
+        for name, table in tables.items():
+            doc, parts = self.declared_in[name]
+            problems.extend(doc.problem(parts + tuple(p), m) for p, m in _check_table(table))
+        for name, cagg in caggs.items():
+            source = tables.get(cagg.source)
+            if not cagg.time_column and source and source.hypertable:
+                caggs[name] = cagg = replace(cagg, time_column=source.hypertable.time_column)
+            doc, parts = self.declared_in[name]
+            problems.extend(doc.problem(parts + tuple(p), m) for p, m in _check_cagg(cagg, tables))
+        if problems:
+            raise ConfigError(f"{len(problems)} problem(s) in schema specs: {problems[0]}", problems)
+        return SchemaSpec(tables=tables, continuous_aggregates=caggs, files=tuple(str(f) for f in files),
+                          shipped_by=dict(self.shipped_by), set_aside=tuple(self.set_aside))
 
 
 def _spec_files(paths) -> list[Path]:

@@ -54,7 +54,8 @@ def test_every_error_in_every_file_is_reported(runner, tmp_path, monkeypatch):
     assert result.exit_code == 1
     out = result.output
     assert f"{bad_env}:2::$.topic: environment variable ${{NO_SUCH_VAR}} is not set" in out
-    assert f"{bad_plugin}:4::$.mapper.plugin: unknown mapper plugin 'smart_braker'; known plugins: enriched, raw, smart_breaker" in out
+    assert (f"{bad_plugin}:4::$.mapper.plugin: unknown mapper plugin 'smart_braker' (did you mean 'smart_breaker'?); "
+            "known plugins: enriched, raw, smart_breaker") in out
     assert f"{bad_types}:6::$.batch.max_rows: 'lots' is not of type 'integer'" in out
     assert f"{bad_types}:8::$.errors.tolerance: 'some' is not one of ['none', 'all']" in out
     assert f"{bad_yaml}:3:1: invalid YAML" in out
@@ -218,3 +219,105 @@ def test_the_example_plugin_validates_against_its_spec(runner):
                                  str(REPO / "examples" / "plugins" / "env_sensor.yaml")])
     assert result.exit_code == 0, result.output
     assert "-> env_sensor -> env_sensor_data" in result.output
+
+
+# --- every layer in one run ---------------------------------------------------------------------
+
+FOUR_MISTAKES = """\
+name: breaker
+topic: iot.smart_breaker.enriched
+mapper:
+  plugin: smart_braker
+  config:
+    update_device_metadta: true
+batch:
+  max_rows: -5
+alerts:
+  - name: overheat
+    when: temprature > 70
+"""
+GUESSED = " [checked against plugin 'smart_breaker', the plugin you probably meant]"
+
+
+def test_four_independent_mistakes_are_all_reported_in_one_run(runner, tmp_path):
+    path = write(tmp_path, "c.yaml", FOUR_MISTAKES)
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert f"{path}:8::$.batch.max_rows: -5 is less than the minimum of 1" in lines
+    assert (f"{path}:4::$.mapper.plugin: unknown mapper plugin 'smart_braker' (did you mean 'smart_breaker'?); "
+            "known plugins: enriched, raw, smart_breaker") in lines
+    assert (f"{path}:6::$.mapper.config.update_device_metadta: unknown key 'update_device_metadta' "
+            "(did you mean 'update_device_metadata'?); allowed keys: strict_device_type, update_device_metadata"
+            + GUESSED) in lines
+    alert = next(line for line in lines if line.startswith(f"{path}:11::$.alerts[0].when: "))
+    assert "unknown column 'temprature' (did you mean 'temperature'?)" in alert and alert.endswith(GUESSED)
+    assert "4 error(s) in 1 of 1 file(s)" in result.output
+
+
+def test_four_mistakes_as_json(runner, tmp_path):
+    path = write(tmp_path, "c.yaml", FOUR_MISTAKES)
+    report = json.loads(runner.invoke(cli, ["validate", "-o", "json", str(path)]).output)
+    [only] = report["files"]
+    assert [e.split("::")[1].split(":")[0] for e in only["errors"]] == [
+        "$.batch.max_rows", "$.mapper.plugin", "$.mapper.config.update_device_metadta", "$.alerts[0].when"]
+    assert only["notes"] == [] and report["valid"] is False
+
+
+def test_an_unknown_plugin_nothing_resembles_says_once_what_it_could_not_check(runner, tmp_path):
+    path = write(tmp_path, "c.yaml", "name: c\ntopic: t\nmapper:\n  plugin: zigbee_thing\n  config:\n"
+                                     "    whatever: 1\nalerts:\n  - {name: a, when: nope > 1}\n")
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:4::$.mapper.plugin: unknown mapper plugin 'zigbee_thing'; known plugins:" in result.output
+    not_checked = [line for line in result.output.splitlines() if ": not checked: " in line]
+    assert not_checked == [f"{path}:4::$.mapper.plugin: not checked: the plugin's config, the table roles, the "
+                           "alert rules and the tables, for want of a known plugin 'zigbee_thing'"]
+    assert "whatever" not in result.output and "nope" not in result.output
+    assert "1 error(s) in 1 of 1 file(s) (and checks that could not run" in result.output
+
+
+def test_a_schema_error_in_one_key_leaves_the_others_checked(runner, tmp_path):
+    path = write(tmp_path, "c.yaml", "name: c\ntopic: t\nmapper:\n  plugin: raw\nbatch:\n  max_wait_ms: soon\n"
+                                     "tables:\n  raw: iot_raw_data\n  rows: x\n")
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert f"{path}:6::$.batch.max_wait_ms: 'soon' is not of type 'integer'" in result.output
+    assert f"{path}:9::$.tables.rows: plugin 'raw' has no table role 'rows'; its roles are: raw" in result.output
+    assert "2 error(s)" in result.output
+
+
+def test_a_missing_plugin_name_says_what_was_not_checked(runner, tmp_path):
+    path = write(tmp_path, "c.yaml", "name: c\ntopic: t\nmapper:\n  config: {}\nalerts: [1]\n")
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert f"{path}:3::$.mapper: 'plugin' is a required property" in result.output
+    assert f"{path}:5::$.alerts[0]: 1 is not of type 'object'" in result.output
+    assert (f"{path}:3::$.mapper: not checked: the plugin's config, the table roles, the alert rules and the "
+            "tables, for want of a valid mapper.plugin") in result.output
+
+
+def test_without_a_schema_folder_the_plugins_own_specs_are_used(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./schema here
+    monkeypatch.delenv("SINKFRAME_SCHEMA_DIR", raising=False)
+    shutil.copy(REPO / "configs" / "smart_breaker.yaml", tmp_path / "smart_breaker.yaml")
+    result = runner.invoke(cli, ["validate", "smart_breaker.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "-> smart_breaker -> device_metadata, smart_breaker_data" in result.output
+
+
+def test_a_schema_folder_named_but_missing_is_an_error(runner, tmp_path):
+    missing = tmp_path / "nope"
+    result = runner.invoke(cli, ["validate", "--schema-dir", str(missing), str(REPO / "configs" / "raw.yaml")])
+    assert result.exit_code == 1
+    assert f"cannot check target tables: {missing}: no such schema spec file or folder" in result.output
+
+
+def test_a_variable_that_is_not_set_leaves_the_other_layers_checked(runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_SUCH_ROWS", raising=False)
+    path = write(tmp_path, "c.yaml", "name: c\ntopic: t\nmapper:\n  plugin: raw\n  config: {x: 1}\nbatch:\n"
+                                     "  max_rows: ${NO_SUCH_ROWS}\n")
+    result = runner.invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:7::$.batch.max_rows: environment variable ${{NO_SUCH_ROWS}} is not set" in result.output
+    assert f"{path}:5::$.mapper.config.x: unknown key 'x'" in result.output
+    assert "is not of type" not in result.output  # the unresolved text is not a second problem
+    assert "2 error(s) in 1 of 1 file(s)" in result.output

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sinkframe.cli.schema import schema_group
+from sinkframe_plugins import shipped_specs
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = str(REPO / "schema")
@@ -94,3 +95,44 @@ def test_missing_schema_path_is_a_usage_error(command, tmp_path):
     result = invoke(command, str(tmp_path / "nope"))
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+# --- where the specs come from -----------------------------------------------------------------
+
+def test_without_a_schema_folder_plan_uses_the_plugins_specs_and_says_so(pg_dsn, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty folder: no ./schema
+    result = invoke("plan", "--database-url", pg_dsn, "--plain-postgres", env={"SINKFRAME_SCHEMA_DIR": None})
+    assert result.exit_code == 0, result.output
+    for table in ("iot_raw_data", "iot_enriched_data", "smart_breaker_data", "device_metadata"):
+        assert f'CREATE TABLE IF NOT EXISTS "{table}"' in result.stdout
+    [shipped] = shipped_specs("iot_raw.yaml")
+    assert f"spec: iot_raw_data <- {shipped}:5 (shipped with plugin raw)" in result.stderr
+    assert "spec: device_metadata <- " in result.stderr
+    assert "(shipped with plugins enriched, smart_breaker)" in result.stderr
+
+
+def test_the_projects_spec_of_a_table_wins_over_the_plugins(pg_dsn, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "schema" / "raw.yaml").write_text(
+        "tables:\n  iot_raw_data:\n    columns:\n      - {name: time, type: timestamptz, nullable: false}\n"
+        "      - {name: device_id, type: text, nullable: false}\n      - {name: site, type: text}\n")
+    result = invoke("plan", "--database-url", pg_dsn, "--plain-postgres", env={"SINKFRAME_SCHEMA_DIR": None})
+    assert result.exit_code == 0, result.output
+    assert f"spec: iot_raw_data <- {Path('schema') / 'raw.yaml'}:2\n" in result.stderr
+    assert '"site" text' in result.stdout and '"mqtt_topic"' not in result.stdout
+    assert "spec: smart_breaker_data <- " in result.stderr and "(shipped with plugin smart_breaker)" in result.stderr
+    # The plugin's aggregates of iot_raw_data were written for its columns: the project owns that table now.
+    assert "spec: not used: continuous aggregate iot_raw_hourly_counts (shipped with plugin raw): its source " \
+           "table iot_raw_data is declared by the project's specs" in result.stderr
+    assert "iot_raw_hourly_counts" not in result.stdout
+
+
+def test_apply_from_an_empty_folder_then_plan_is_up_to_date(pg_dsn, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = {"SINKFRAME_SCHEMA_DIR": None}
+    applied = invoke("apply", "--database-url", pg_dsn, "--plain-postgres", env=env)
+    assert applied.exit_code == 0, applied.output
+    assert "applied: create table smart_breaker_data" in applied.stdout
+    again = invoke("plan", "--database-url", pg_dsn, "--plain-postgres", "--detailed-exitcode", env=env)
+    assert again.exit_code == 0 and again.stdout == "", again.output
