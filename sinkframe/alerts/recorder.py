@@ -4,7 +4,8 @@
 batch's rows are written, and before its offsets advance, it loads the stored
 states of the keys in the batch, runs the rules over the rows that were written
 (not over records the database refused), and saves the transitions and changed
-states with the same cursor. A retried or re-read batch starts again from the
+states with the same cursor. The alerts topic is sent to in `after_offsets`,
+once the offsets' compare-and-set has succeeded. A retried or re-read batch starts again from the
 states of the last commit, so a transition can neither be lost nor repeated.
 """
 from __future__ import annotations
@@ -64,8 +65,16 @@ class AlertRecorder:
             transitions, changed = evaluate(rules, role, columns, names, batch.origin, batch.topic, states)
             store.save(cur, connector, transitions, states, changed)
             outcome.transitions.extend(transitions)
+
+    def after_offsets(self, outcome: WriteOutcome) -> None:
+        """The transitions to the alerts topic: past the offsets' compare-and-set, before the commit.
+
+        A fenced batch (another consumer advanced the offsets) never gets here, so a
+        stale consumer publishes nothing; a crash between the flush and the commit
+        publishes them again when the batch is re-read (at least once).
+        """
         if outcome.transitions and self.publisher is not None:
-            self.publisher.send(outcome.transitions)  # before the commit: at least once
+            self.publisher.send(outcome.transitions)
 
     def close(self) -> None:
         if self.publisher is not None:

@@ -7,7 +7,7 @@ error class, the message and, for database rejections, the SQLSTATE.
 The table is written in the batch's own transaction, so a dead letter commits
 exactly once with the rows and offsets of its batch. A Kafka topic cannot join
 that transaction; dead letters are produced and flushed *before* the batch
-commits. A crash between the two can therefore produce a dead letter twice (the
+commits, after its offsets' compare-and-set succeeded (so a fenced batch sends none). A crash between the two can therefore produce a dead letter twice (the
 batch is re-read and fails the same way), but never lose one: the topic is
 at-least-once, the table exactly-once.
 """

@@ -116,21 +116,14 @@ class Pipeline:
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
                 targets=targets, method=self.settings.write_method,
                 dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None,
-                parts=[alerts] if alerts else (), tenant_schemas=router.schemas if router else None)
+                parts=[alerts] if alerts else (), routed=router is not None)
             self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event,
                                             router=router))
 
     def tenant_router(self, connector: ConnectorConfig) -> TenantRouter | None:
         if not connector.tenant:
             return None
-        from sinkframe.tenants.registry import known_tenants
-
-        def load() -> dict[str, str]:
-            with self.pool.connection() as conn:
-                return known_tenants(conn)
-
-        return TenantRouter(field=connector.tenant.get("field"), key_prefix=connector.tenant.get("key_prefix"),
-                            load=load)
+        return TenantRouter(field=connector.tenant.get("field"), key_prefix=connector.tenant.get("key_prefix"))
 
     def provision(self) -> None:
         """Create what the connectors write: their tables (schema specs), offsets, dead letters."""
