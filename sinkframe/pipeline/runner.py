@@ -69,7 +69,7 @@ def resolve_targets(connector: ConnectorConfig, mapper: Mapper) -> dict[str, Res
 
 
 def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[str, ResolvedTarget],
-                   kafka: Mapping[str, str]):
+                   kafka: Mapping[str, str], *, retention: str | None = None):
     """The connector's alert rules as a part of its write transaction; None when it has none."""
     from sinkframe.alerts import parse_rules
     from sinkframe.alerts.publish import AlertPublisher
@@ -83,7 +83,7 @@ def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[
         return None
     publisher = (AlertPublisher(kafka, topic=connector.alerts_topic, connector=connector.name)
                  if connector.alerts_topic else None)
-    return AlertRecorder(connector.name, rules, targets, publisher=publisher)
+    return AlertRecorder(connector.name, rules, targets, publisher=publisher, retention=retention)
 
 
 @dataclass
@@ -110,7 +110,8 @@ class Pipeline:
         for connector in self.connectors:
             mapper = build_mapper(connector, self.registry)
             targets = resolve_targets(connector, mapper)
-            alerts = alert_recorder(connector, mapper, targets, self.settings.kafka)
+            alerts = alert_recorder(connector, mapper, targets, self.settings.kafka,
+                                    retention=self.settings.alerts_retention)
             router = self.tenant_router(connector)
             writer = BatchWriter(
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
