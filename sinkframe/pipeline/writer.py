@@ -63,7 +63,7 @@ ISOLATION_CHUNK = 256
 # The batch's tenants that are registered, their rows locked until the commit. KEY SHARE
 # is the weakest lock a DELETE conflicts with: `tenants add` changing a retention
 # (an UPDATE of a non-key column) does not wait for writes.
-_REGISTERED = sql.SQL("SELECT name FROM {} WHERE name = ANY(%s::text[]) ORDER BY name FOR KEY SHARE").format(REGISTRY)
+REGISTERED_TENANTS = sql.SQL("SELECT name FROM {} WHERE name = ANY(%s::text[]) ORDER BY name FOR KEY SHARE").format(REGISTRY)
 
 
 @dataclass
@@ -321,7 +321,7 @@ class BatchWriter:
         named = sorted({t for t in batch.tenants if t is not None})
         if not named:
             return []
-        cur.execute(_REGISTERED, (named,))
+        cur.execute(REGISTERED_TENANTS, (named,))
         gone = set(named) - {name for (name,) in cur.fetchall()}
         if not gone:
             return []
