@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sinkframe.errors import RetriableWriteError
-from sinkframe.pipeline.batch import DeadLetter
+from sinkframe.pipeline.batch import Batch, DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,17 @@ def dead_letter_for(message, stage: str, error_class: str, reason: str,
                       ts if ts_type != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
                       message.key(), message.value(), tuple(message.headers() or ()) or None,
                       stage, error_class, reason, sqlstate)
+
+
+def record_dead_letter(batch: Batch, record: int, stage: str, error_class: str, reason: str,
+                       sqlstate: str | None = None) -> DeadLetter:
+    """A dead letter for record `record` of `batch`: from its message, or from the record's own fields
+    for a batch built without its messages (tools, tests)."""
+    if record < len(batch.sources):
+        return dead_letter_for(batch.sources[record], stage, error_class, reason, sqlstate)
+    records = batch.records
+    return DeadLetter(batch.topic, records.partitions[record], records.offsets[record], records.timestamps_ms[record],
+                      records.keys[record], records.values[record], None, stage, error_class, reason, sqlstate)
 
 
 def dead_letter_headers(connector: str, d: DeadLetter) -> list[tuple[str, bytes]]:

@@ -7,13 +7,9 @@ a savepoint, until the bad records are isolated; the rest is written, the bad
 ones become dead letters (stage `write`), and rows, dead letters and offsets
 still commit together.
 
-A routed connector's batch (pipeline/routing.py) first locks the registry rows
-of the tenants it names (`FOR KEY SHARE`: a `tenants remove`, which deletes the
-row, waits for this transaction, and this one waits for it). The rows of the
-tenants found are written to their schemas; the records of the others become
-dead letters at stage `route` in the same transaction. A removal therefore
-takes effect for the first batch that starts after it commits, never half way
-through one.
+A routed connector's batch first locks the registry rows of the tenants it
+names (pipeline/registrycheck.py); the records of tenants not registered become
+dead letters at stage `route` in the same transaction.
 
 Plain targets are written with binary COPY (or, for servers and proxies without
 COPY, one `INSERT ... SELECT FROM unnest(...)` per table: one statement, one
@@ -27,7 +23,6 @@ import logging
 import re
 from bisect import bisect_left
 from contextlib import contextmanager
-from copy import copy as shallow_copy
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -40,10 +35,13 @@ from sinkframe.mapping.base import Target
 from sinkframe.mapping.batch import RoleColumns
 from sinkframe.pipeline import dberrors
 from sinkframe.pipeline.batch import Batch, DeadLetter
-from sinkframe.pipeline.deadletter import create_dead_letter_table, dead_letter_for, insert_dead_letters
+from sinkframe.pipeline.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
-from sinkframe.pipeline.routing import split_role, unknown_tenant_reason
-from sinkframe.tenants.registry import CREATE_REGISTRY_TABLE, REGISTRY, is_tenant_name, schema_for
+from sinkframe.pipeline.registrycheck import (
+    cut_before, first_per_partition, route_dead_letters, unregistered_tenants, without_records,
+)
+from sinkframe.pipeline.routing import split_role
+from sinkframe.tenants.registry import CREATE_REGISTRY_TABLE, is_tenant_name, schema_for
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +58,6 @@ POOL_WAIT_SECONDS = 5.0
 POOL_WAIT_RECONNECTING_SECONDS = 0.2
 # Records per range when isolating refused rows (see _Isolation).
 ISOLATION_CHUNK = 256
-# The batch's tenants that are registered, their rows locked until the commit. KEY SHARE
-# is the weakest lock a DELETE conflicts with: `tenants add` changing a retention
-# (an UPDATE of a non-key column) does not wait for writes.
-REGISTERED_TENANTS = sql.SQL("SELECT name FROM {} WHERE name = ANY(%s::text[]) ORDER BY name FOR KEY SHARE").format(REGISTRY)
 
 
 @dataclass
@@ -312,22 +306,13 @@ class BatchWriter:
 
     # -- tenants ----------------------------------------------------------------------
     def _unregistered_records(self, cur, batch: Batch) -> list[DeadLetter]:
-        """Dead letters (stage route) for the records of tenants the registry does not hold now.
-
-        The first statement of the transaction: the registry rows it locks keep
-        a concurrent `tenants remove` (and its DROP SCHEMA) waiting until this
-        batch commits, and no tenant table is locked before them.
-        """
-        named = sorted({t for t in batch.tenants if t is not None})
-        if not named:
-            return []
-        cur.execute(REGISTERED_TENANTS, (named,))
-        gone = set(named) - {name for (name,) in cur.fetchall()}
+        """Dead letters (stage route) for the records of tenants the registry does not hold now: see
+        pipeline/registrycheck.py. The first statement of the transaction."""
+        gone = unregistered_tenants(cur, batch)
         if not gone:
             return []
         self._forget_tenants(gone)
-        letters = [_letter_for(batch, i, "route", "UnknownTenant", unknown_tenant_reason(t))
-                   for i, t in enumerate(batch.tenants) if t in gone]
+        letters = route_dead_letters(batch, gone)
         log.warning("connector %s: %d messages name tenants not registered (%s): dead-lettered at stage route",
                     self.connector, len(letters), ", ".join(sorted(gone)))
         return letters
@@ -337,12 +322,13 @@ class BatchWriter:
         if not unrouted:
             return self._write_records(conn, cur, batch, tolerate)
         if tolerate:
-            outcome = self._write_records(conn, cur, _without_records(batch, unrouted), tolerate)
+            outcome = self._write_records(conn, cur, without_records(batch, unrouted), tolerate)
             outcome.rejected = sorted([*unrouted, *outcome.rejected], key=lambda d: (d.partition, d.offset))
             return outcome
         # errors.tolerance none: each partition up to its first unrouted record, then stop.
-        first = _first_per_partition(unrouted)
-        outcome = self._write_records(conn, cur, _before(batch, {p: d.offset for p, d in first.items()}), tolerate)
+        first = first_per_partition(unrouted)
+        cut = {partition: letter.offset for partition, letter in first.items()}
+        outcome = self._write_records(conn, cur, cut_before(batch, cut), tolerate)
         for letter in outcome.stopped_at:  # a refused row before the first unrouted record
             known = first.get(letter.partition)
             if known is None or letter.offset < known.offset:
@@ -493,53 +479,8 @@ class _Isolation:
 
     def _dead_letter(self, rank: int) -> DeadLetter:
         err = self.refused[rank]
-        return _letter_for(self.batch, self.records[rank], "write", type(err).__name__, _describe(err),
+        return record_dead_letter(self.batch, self.records[rank], "write", type(err).__name__, _describe(err),
                            dberrors.sqlstate_of(err))
-
-
-def _letter_for(batch: Batch, record: int, stage: str, error_class: str, reason: str,
-                sqlstate: str | None = None) -> DeadLetter:
-    if record < len(batch.sources):
-        return dead_letter_for(batch.sources[record], stage, error_class, reason, sqlstate)
-    # A batch built without its messages (tools, tests): the record's own fields.
-    records = batch.records
-    return DeadLetter(batch.topic, records.partitions[record], records.offsets[record], records.timestamps_ms[record],
-                      records.keys[record], records.values[record], None, stage, error_class, reason, sqlstate)
-
-
-def _first_per_partition(letters: Sequence[DeadLetter]) -> dict[int, DeadLetter]:
-    first: dict[int, DeadLetter] = {}
-    for letter in sorted(letters, key=lambda d: d.offset):
-        first.setdefault(letter.partition, letter)
-    return first
-
-
-def _keeping(batch: Batch, keep: Callable[[int], bool]) -> Batch:
-    """A shallow copy of `batch` whose roles hold only the rows of records `keep` accepts."""
-    view = shallow_copy(batch)
-    view.roles = {}
-    for role, columns in batch.roles.items():
-        picked = [k for k, i in enumerate(columns.record_index) if keep(i)]
-        if picked:
-            view.roles[role] = columns if len(picked) == len(columns) else columns.take(picked)
-    return view
-
-
-def _without_records(batch: Batch, letters: Sequence[DeadLetter]) -> Batch:
-    left_out = {(d.partition, d.offset) for d in letters}
-    return _keeping(batch, lambda i: batch.origin(i) not in left_out)
-
-
-def _before(batch: Batch, cut: Mapping[int, int]) -> Batch:
-    """`batch` up to (not including) offset `cut[p]` of each partition p: its rows and its next offsets."""
-    def kept(i: int) -> bool:
-        partition, offset = batch.origin(i)
-        return offset < cut.get(partition, offset + 1)
-
-    view = _keeping(batch, kept)
-    view.next_offsets = {p: min(o, cut.get(p, o)) for p, o in batch.next_offsets.items()
-                         if cut.get(p, o) > batch.first_offsets[p]}
-    return view
 
 
 def _describe(err: BaseException) -> str:

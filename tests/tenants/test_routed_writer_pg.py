@@ -25,7 +25,8 @@ from sinkframe.pipeline.deadletter import dead_letter_for
 from sinkframe.pipeline.offsets import load_offsets
 from sinkframe.pipeline.positions import PartitionPositions
 from sinkframe.pipeline.routing import TenantRouter
-from sinkframe.pipeline.writer import REGISTERED_TENANTS, BatchWriter, ResolvedTarget
+from sinkframe.pipeline.registrycheck import REGISTERED_TENANTS
+from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
 from sinkframe.tenants import remove_tenant
 
 from sinktest.db import dead_letters, query
