@@ -7,8 +7,9 @@ error class, the message and, for database rejections, the SQLSTATE.
 The table is written in the batch's own transaction, so a dead letter commits
 exactly once with the rows and offsets of its batch. A Kafka topic cannot join
 that transaction; dead letters are produced and flushed *before* the batch
-commits, after its offsets' compare-and-set succeeded (so a fenced batch sends none). A crash between the two can therefore produce a dead letter twice (the
-batch is re-read and fails the same way), but never lose one: the topic is
+commits, once its offsets' compare-and-set has succeeded (so a fenced batch
+sends none). A crash between the two can therefore produce a dead letter twice
+(the batch is re-read and fails the same way), but never lose one: the topic is
 at-least-once, the table exactly-once.
 """
 from __future__ import annotations
@@ -139,8 +140,9 @@ class FlushedProducer:
     """Produces a batch's messages to one topic and waits until the broker has them all.
 
     What the dead-letter and the alerts topics share: they cannot join the
-    database transaction, so they are sent and flushed before it commits, and a
-    failure makes the whole batch retry (at least once, never lost).
+    database transaction, so they are sent and flushed after the offsets'
+    compare-and-set and before the commit, and a failure makes the whole batch
+    retry (at least once, never lost).
     """
 
     def __init__(self, kafka: Mapping[str, str], *, topic: str, connector: str, kind: str, noun: str,
