@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
 from sinkframe.alerts.engine import AlertState, AlertStatus, Change, StateKey, Transition
+from sinkframe.errors import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,16 @@ def apply_retention(conn, retention: str | None) -> bool:
     PostgreSQL); on TimescaleDB the table becomes a hypertable on `created_at`
     (its primary key then includes `created_at`, as a hypertable requires) with
     a retention policy of `retention`, replaced when the setting changes.
+    SchemaError when the server refuses (a role that may not alter the table).
     """
+    try:
+        return _apply_retention(conn, retention)
+    except psycopg.Error as err:
+        raise SchemaError(f"setting the retention of {ALERTS_TABLE} to {retention or 'off'} "
+                          f"(SINKFRAME_ALERTS_RETENTION): {str(err).strip()}") from err
+
+
+def _apply_retention(conn, retention: str | None) -> bool:
     if not conn.execute(_HAS_TIMESCALEDB).fetchone()[0]:
         if retention is not None:
             conn.execute(_TIME_INDEX)

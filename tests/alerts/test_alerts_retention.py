@@ -23,6 +23,8 @@ from psycopg_pool import ConnectionPool
 
 from sinkframe.alerts import parse_rules, store
 from sinkframe.alerts.recorder import AlertRecorder
+from sinkframe.config.settings import Settings
+from sinkframe.errors import ConfigError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
 from sinkframe.pipeline.deadletter import dead_letter_for
@@ -87,6 +89,15 @@ def test_a_write_prunes_old_transitions_and_resolved_states_on_plain_postgres(pg
         write_one_reading(recorder_writer(pool, "30 days"))
     assert transitions(pg_dsn) == {"new-1"}
     assert states(pg_dsn) == {"firing-long-ago", "resolved-lately"}  # a firing state stays however old
+
+
+def test_the_setting_reads_an_interval_or_off_and_names_itself_when_wrong():
+    assert Settings.from_env({}).alerts_retention == "90 days"
+    assert Settings.from_env({"SINKFRAME_ALERTS_RETENTION": " 12  hours"}).alerts_retention == "12 hours"
+    assert Settings.from_env({"SINKFRAME_ALERTS_RETENTION": "off"}).alerts_retention is None
+    for wrong in ("soon", "0 days", ""):
+        with pytest.raises(ConfigError, match="SINKFRAME_ALERTS_RETENTION"):
+            Settings.from_env({"SINKFRAME_ALERTS_RETENTION": wrong})
 
 
 def test_without_retention_nothing_is_pruned(pg_dsn):
