@@ -38,13 +38,15 @@ class Producer(threading.Thread):
         self.bootstrap, self.topic, self.tenants = bootstrap, topic, tenants
         self.sent = 0
 
-    def run(self) -> None:
-        for first in range(0, CHUNKS * CHUNK, CHUNK):
-            messages = [{"device_id": f"dev-{i % 20}", "timestamp": 1_700_000_000 + i, "payload": {"i": i},
-                         "tenant": self.tenants[i % 3]} for i in range(first, first + CHUNK)]
-            produce(self.bootstrap, self.topic, messages,
-                    key=lambda m: f"{m['tenant']}:{m['device_id']}".encode())
-            self.sent = first + CHUNK
+    def send_chunk(self, first: int) -> None:
+        messages = [{"device_id": f"dev-{i % 20}", "timestamp": 1_700_000_000 + i, "payload": {"i": i},
+                     "tenant": self.tenants[i % 3]} for i in range(first, first + CHUNK)]
+        produce(self.bootstrap, self.topic, messages, key=lambda m: f"{m['tenant']}:{m['device_id']}".encode())
+        self.sent = first + CHUNK
+
+    def run(self) -> None:  # the first chunk is sent before the thread starts
+        for first in range(CHUNK, CHUNKS * CHUNK, CHUNK):
+            self.send_chunk(first)
             time.sleep(0.3)
 
 
@@ -82,9 +84,10 @@ def test_a_tenant_removed_under_load_is_dead_lettered_from_the_commit_and_the_co
 
     with InProcessSink([connector], env) as sink:
         task = sink.tasks[0]
+        producer.send_chunk(0)
+        wait_for(lambda: len(landed(pg_dsn, initech)) > 0, timeout=90, message="the removed tenant's first rows")
         producer.start()
-        wait_for(lambda: len(landed(pg_dsn, initech)) > 0 and producer.sent >= total // 3, timeout=90,
-                 message="the removed tenant's first rows, a third of the traffic sent")
+        wait_for(lambda: producer.sent >= total // 3, timeout=90, message="a third of the traffic sent")
         args = ["tenants", "remove", initech, "--yes", "--database-url", pg_dsn] + (["--drop-data"] if drop_data
                                                                                      else [])
         removed = run(*args, env=env)
