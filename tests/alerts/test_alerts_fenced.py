@@ -5,7 +5,9 @@ compare-and-set finds them moved and the transaction rolls back. Its alert
 transitions must not reach `alerts_topic`: the topic is sent to only past the
 compare-and-set. The same batch written with the offsets the database holds
 then publishes its transition once, which also shows the check below would
-see a message that was sent.
+see a message that was sent. And still at least once: a batch that dies after
+publishing and before its commit publishes again when it is written again,
+while the table holds the transition once.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from psycopg_pool import ConnectionPool
 from sinkframe.alerts import parse_rules
 from sinkframe.alerts.publish import AlertPublisher
 from sinkframe.alerts.recorder import AlertRecorder
-from sinkframe.errors import PartitionFenced
+from sinkframe.errors import PartitionFenced, RetriableWriteError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
 from sinkframe.pipeline.deadletter import dead_letter_for
@@ -94,3 +96,41 @@ def test_a_fenced_batch_sends_nothing_to_the_alerts_topic(alerting, pg_dsn, kafk
     assert [str(t.state) for t in outcome.transitions] == ["firing"]
     sent = received(kafka_bootstrap, alerting.alerts_topic, seconds=4)
     assert [(m["alert"], m["key"], m["state"]) for m in sent] == [("hot", "dev-1", "firing")]
+
+
+class CrashBeforeCommit:
+    """A transaction part that fails after every other side effect, where a crash before the commit would land."""
+
+    def ensure_tables(self, conn) -> None:
+        pass
+
+    def write(self, cur, batch, outcome) -> None:
+        pass
+
+    def after_offsets(self, outcome) -> None:
+        raise RetriableWriteError("the process dies here, before the commit")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_that_does_not_commit_after_publishing_publishes_again_at_least_once(alerting, pg_dsn,
+                                                                                        kafka_bootstrap):
+    writer = alerting.writer
+    builder = BatchBuilder(TOPIC, alerting.mapper, positions=PartitionPositions("fenced", TOPIC),
+                           dead_letter_for=dead_letter_for)
+    reading = {"device_id": "dev-2", "timestamp": 1_700_000_000, "measurements": {"temperature": 90.0}}
+    builder.add([Message(topic=TOPIC, partition=0, offset=0, key=b"dev-2", value=json.dumps(reading).encode(),
+                         timestamp=(1, 1_700_000_000_000))])
+    batch = builder.take()
+    parts = writer.parts
+    writer.parts = (*parts, CrashBeforeCommit())
+    with pytest.raises(RetriableWriteError):
+        writer.write(batch, {0: None})
+    writer.parts = parts
+    assert query(pg_dsn, "SELECT count(*) FROM sinkframe_alerts") == [(0,)]  # rolled back
+
+    writer.write(batch, {0: None})  # read again after the restart: the same transition, committed once
+    sent = received(kafka_bootstrap, alerting.alerts_topic, seconds=4)
+    assert [(m["key"], m["state"]) for m in sent] == [("dev-2", "firing"), ("dev-2", "firing")]
+    assert query(pg_dsn, "SELECT alert_key, state FROM sinkframe_alerts") == [("dev-2", "firing")]
