@@ -480,7 +480,7 @@ class _Isolation:
     def _dead_letter(self, rank: int) -> DeadLetter:
         err = self.refused[rank]
         return record_dead_letter(self.batch, self.records[rank], "write", type(err).__name__, _describe(err),
-                           dberrors.sqlstate_of(err))
+                                  dberrors.sqlstate_of(err))
 
 
 def _describe(err: BaseException) -> str:
