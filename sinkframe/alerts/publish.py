@@ -1,8 +1,10 @@
 """Alert transitions to a Kafka topic, at least once, like the dead-letter topic.
 
 A topic cannot join the database transaction, so transitions are produced and
-flushed before the batch commits: a crash between the two sends a transition
-again when the batch is re-read, but never loses one. Each message is JSON,
+flushed after the batch's offsets compare-and-set succeeded and before it
+commits (AlertRecorder.after_offsets): a fenced batch sends nothing, and a crash
+between the flush and the commit sends a transition again when the batch is
+re-read, but never loses one. Each message is JSON,
 keyed by `alert:key` so that one device's transitions of one rule stay in order.
 """
 from __future__ import annotations

@@ -5,6 +5,8 @@ The click command parses arguments; `read_alerts` reads the database and
 read-only REPEATABLE READ transaction, so the states and the transitions shown
 are of the same commit. A database no connector has alerted in has no alert
 tables yet: that is an empty listing (`store.current_states` checks first).
+A routed connector's states and transitions are its tenants' (stored under
+`connector/tenant`): they are listed with the connector, with a tenant column.
 """
 from __future__ import annotations
 
@@ -80,27 +82,36 @@ def as_dict(found: Sequence[ConnectorAlerts], *, firing_only: bool) -> dict:
 
 
 def _plain(row) -> dict:
-    return {key: value.astimezone(timezone.utc).isoformat() if isinstance(value, datetime) else value
-            for key, value in asdict(row).items()}
+    return {**{key: value.astimezone(timezone.utc).isoformat() if isinstance(value, datetime) else value
+               for key, value in asdict(row).items()}, "tenant": store.tenant_of(row.connector)}
 
 
 def render_text(found: Sequence[ConnectorAlerts], *, firing_only: bool, limit: int) -> str:
     blocks = []
     for item in found:
         lines = [f"connector {item.connector}  {_summary(item.states, firing_only)}"]
+        routed = any(store.tenant_of(row.connector) for row in (*item.states, *item.transitions))
+        tenant = _tenant_column if routed else (lambda _row: ())
         if item.states:
-            lines += _table(("alert", "key", "state", "severity", "since", "value"), [
-                (s.alert, s.alert_key, s.state, item.severity(s.alert) or "-", _time(s.since), s.value or "-")
-                for s in item.states])
+            lines += _table((*tenant(None), "alert", "key", "state", "severity", "since", "value"), [
+                (*tenant(s), s.alert, s.alert_key, s.state, item.severity(s.alert) or "-", _time(s.since),
+                 s.value or "-") for s in item.states])
         if item.transitions:
             lines.append(f"  recent transitions (newest first, at most {limit}):")
-            lines += _table(("event time", "alert", "key", "state", "severity", "value", "source"), [
-                (_time(t.event_time), t.alert, t.alert_key, t.state, t.severity, t.value or "-",
+            lines += _table(("event time", *tenant(None), "alert", "key", "state", "severity", "value", "source"), [
+                (_time(t.event_time), *tenant(t), t.alert, t.alert_key, t.state, t.severity, t.value or "-",
                  f"{t.source_topic}[{t.source_partition}]@{t.source_offset}") for t in item.transitions])
         elif limit:
             lines.append("  no transitions")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _tenant_column(row) -> tuple[str]:
+    """The tenant cell of a row (the header for None)."""
+    if row is None:
+        return ("tenant",)
+    return (store.tenant_of(row.connector) or "-",)
 
 
 def _summary(states: Sequence[store.StoredState], firing_only: bool) -> str:

@@ -82,6 +82,19 @@ def count_or_off(raw: str) -> int | None:
         raise ValueError("expected a whole number or 'off'") from None
 
 
+def interval_or_off(raw: str) -> str | None:
+    """A PostgreSQL interval as text (`90 days`, `12 hours`), checked; None for `off`."""
+    from sinkframe.schema.spec import parse_duration  # the specs' own reading of a duration
+
+    text = " ".join(raw.split())
+    if text.lower() in ("off", "none", "never"):
+        return None
+    duration = parse_duration(text)
+    if duration is None or duration.total_seconds() <= 0:
+        raise ValueError("expected an interval such as '90 days' or '12 hours', or 'off'")
+    return text
+
+
 def one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         by_folded = {c.lower(): c for c in choices}
@@ -186,6 +199,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plain_postgres", "SINKFRAME_PLAIN_POSTGRES",
             "allow a server without TimescaleDB: plain tables, TimescaleDB objects skipped and listed",
             False, parse=as_flag, option="--plain-postgres", option_value=True),
+    Setting("alerts_retention", "SINKFRAME_ALERTS_RETENTION",
+            "how long alert transitions (`sinkframe_alerts`) and resolved alert states are kept; `off`: for "
+            "ever. On TimescaleDB `sinkframe_alerts` becomes a hypertable with a retention policy; on plain "
+            "PostgreSQL the sink deletes them", "90 days", parse=interval_or_off, default_text="`90 days`",
+            blank_is_default=False),
     Setting("plugins_dirs", "SINKFRAME_PLUGINS_DIRS", "folders of extra mapper plugins (`*.py`), `:`-separated",
             (), parse=Path, option="--plugins-dir", repeatable=True, goes_to="command",
             metavar="DIR"),
@@ -233,6 +251,7 @@ class Settings:
     prepare_threshold: int | None = SETTING["prepare_threshold"].default
     metrics_host: str = SETTING["metrics_host"].default
     progress_interval: float = SETTING["progress_interval"].default
+    alerts_retention: str | None = SETTING["alerts_retention"].default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

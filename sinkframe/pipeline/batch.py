@@ -55,6 +55,9 @@ class Batch:
     records: RecordBatch = field(init=False)
     sources: list = field(default_factory=list)  # the consumed messages behind `records`
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Routed connectors: the tenant each record names (None: no rows to route), for the
+    # writer to check against the registry in the batch's transaction.
+    tenants: list[str | None] = field(default_factory=list)
     first_offsets: dict[int, int] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
     messages: int = 0
@@ -115,14 +118,17 @@ class BatchBuilder:
         if not messages:
             return None
         mapped = self._map(chunk)
+        tenants: list[str | None] = []
         if self._router is not None:
-            mapped = self._router.route(chunk, mapped)
+            mapped, tenants = self._router.route(chunk, mapped)
         stop = None
         if mapped.rejected and not self._tolerate:
             first = mapped.rejected[0]
             stop = (messages[first.index], first)
             messages, chunk, mapped = messages[:first.index], _head(chunk, first.index), _truncated(mapped, first.index)
+            tenants = tenants[:first.index]
         self._extend(chunk, messages, mapped)
+        self.batch.tenants.extend(tenants)
         return stop
 
     def _chunk(self, messages: Sequence) -> tuple[RecordBatch, Sequence]:

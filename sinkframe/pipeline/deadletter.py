@@ -7,8 +7,9 @@ error class, the message and, for database rejections, the SQLSTATE.
 The table is written in the batch's own transaction, so a dead letter commits
 exactly once with the rows and offsets of its batch. A Kafka topic cannot join
 that transaction; dead letters are produced and flushed *before* the batch
-commits. A crash between the two can therefore produce a dead letter twice (the
-batch is re-read and fails the same way), but never lose one: the topic is
+commits, once its offsets' compare-and-set has succeeded (so a fenced batch
+sends none). A crash between the two can therefore produce a dead letter twice
+(the batch is re-read and fails the same way), but never lose one: the topic is
 at-least-once, the table exactly-once.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sinkframe.errors import RetriableWriteError
-from sinkframe.pipeline.batch import DeadLetter
+from sinkframe.pipeline.batch import Batch, DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,17 @@ def dead_letter_for(message, stage: str, error_class: str, reason: str,
                       stage, error_class, reason, sqlstate)
 
 
+def record_dead_letter(batch: Batch, record: int, stage: str, error_class: str, reason: str,
+                       sqlstate: str | None = None) -> DeadLetter:
+    """A dead letter for record `record` of `batch`: from its message, or from the record's own fields
+    for a batch built without its messages (tools, tests)."""
+    if record < len(batch.sources):
+        return dead_letter_for(batch.sources[record], stage, error_class, reason, sqlstate)
+    records = batch.records
+    return DeadLetter(batch.topic, records.partitions[record], records.offsets[record], records.timestamps_ms[record],
+                      records.keys[record], records.values[record], None, stage, error_class, reason, sqlstate)
+
+
 def dead_letter_headers(connector: str, d: DeadLetter) -> list[tuple[str, bytes]]:
     """The record's own headers, then where it came from and why it failed."""
     ours = {
@@ -128,8 +140,9 @@ class FlushedProducer:
     """Produces a batch's messages to one topic and waits until the broker has them all.
 
     What the dead-letter and the alerts topics share: they cannot join the
-    database transaction, so they are sent and flushed before it commits, and a
-    failure makes the whole batch retry (at least once, never lost).
+    database transaction, so they are sent and flushed after the offsets'
+    compare-and-set and before the commit, and a failure makes the whole batch
+    retry (at least once, never lost).
     """
 
     def __init__(self, kafka: Mapping[str, str], *, topic: str, connector: str, kind: str, noun: str,

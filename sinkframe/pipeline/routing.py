@@ -2,11 +2,20 @@
 
 A tenant is named by a field of the message (`tenant: {field: tenant_id}`) or by
 the start of the Kafka key (`tenant: {key_prefix: ":"}` for keys like
-`acme:dev-1`). Only tenants in the registry (`sinkframe tenants add`) are
-routed to: a record naming no tenant, or one that is not registered, is a dead
-letter at stage `route` that names the tenant it asked for. A value from a
-message is only ever compared with registered names; the schema a row is
-written to comes from the registry, never from the message.
+`acme:dev-1`). A record naming no tenant, or a name that can never be a tenant
+(not `[a-z][a-z0-9_]{0,40}`), is a dead letter at stage `route` here.
+
+Whether a named tenant is registered (`sinkframe tenants add`) is decided by
+the writer, inside the batch's own transaction (pipeline/writer.py): it locks
+the registry rows of the batch's tenants (`FOR KEY SHARE`, which `tenants
+remove` must wait for), writes the rows of those it found, and turns the
+records of the others into dead letters at stage `route`. So the consumer
+thread never reads the database to route, a registry read that fails while
+the database is down is retried like any write, and a tenant is routed to from
+the moment its `add` commits and no longer from the moment its `remove`
+commits. A value from a message is only ever compared with registered names;
+the schema a row is written to comes from the name by the registry's own rule
+(`tenant_NAME`), for a name the registry holds.
 
 The rows of tenant T for role R travel in the batch under the role key
 `T/R`, so the writer, its poison isolation and the batch's one transaction
@@ -14,20 +23,14 @@ work on them as on any role: a batch that spans tenants still commits once.
 """
 from __future__ import annotations
 
-import logging
-import time
-from typing import Callable, Mapping
+from typing import NamedTuple
 
 import orjson
 
 from sinkframe.mapping.batch import MappedBatch, RecordBatch, Rejection
-
-log = logging.getLogger(__name__)
+from sinkframe.tenants.registry import is_tenant_name
 
 SEPARATOR = "/"  # between tenant and role in a role key; neither a tenant name nor a role holds it
-REFRESH_SECONDS = 5.0  # an unknown tenant re-reads the registry at most this often
-# ...and it is re-read this often anyway, so that a removed tenant stops being routed to.
-PERIODIC_REFRESH_SECONDS = 30.0
 
 
 def tenant_role(tenant: str, role: str) -> str:
@@ -40,52 +43,50 @@ def split_role(key: str) -> tuple[str | None, str]:
     return (tenant, role) if sep else (None, key)
 
 
+def unknown_tenant_reason(tenant: str) -> str:
+    return f"unknown tenant {tenant[:80]!r} (not registered: sinkframe tenants add)"
+
+
+class Routed(NamedTuple):
+    """A chunk's rows under tenant role keys, and the tenant of each record (None: rejected, no tenant)."""
+
+    mapped: MappedBatch
+    tenants: list[str | None]
+
+
 class TenantRouter:
-    def __init__(self, *, field: str | None = None, key_prefix: str | None = None,
-                 load: Callable[[], Mapping[str, str]]):
+    """Keeps nothing between calls, so the consumer and writer threads share no state through it."""
+
+    def __init__(self, *, field: str | None = None, key_prefix: str | None = None):
         if (field is None) == (key_prefix is None):
             raise ValueError("a tenant router takes exactly one of field and key_prefix")
         self.field = field
         self.key_prefix = key_prefix
-        self._load = load
-        self.schemas: dict[str, str] = {}  # tenant -> schema, from the registry
-        self._loaded_at = float("-inf")
 
-    def refresh(self) -> None:
-        # In place: the writer thread reads the same dict (a key is only ever added
-        # before rows of that tenant reach it, or removed with the tenant).
-        loaded = dict(self._load())
-        self.schemas.update(loaded)
-        for gone in set(self.schemas) - set(loaded):
-            del self.schemas[gone]
-        self._loaded_at = time.monotonic()
-
-    def route(self, chunk: RecordBatch, mapped: MappedBatch) -> MappedBatch:
+    def route(self, chunk: RecordBatch, mapped: MappedBatch) -> Routed:
         """`mapped` with each role's rows under tenant role keys, and a rejection per unroutable record."""
         tenants = self._tenants_of(chunk)
-        asked = {t for t in tenants if t is not None and t not in self.schemas}
-        age = time.monotonic() - self._loaded_at
-        if (asked and age >= REFRESH_SECONDS) or age >= PERIODIC_REFRESH_SECONDS:
-            self.refresh()  # a tenant added (or removed) while running is seen without a restart
         rejected_already = {r.index for r in mapped.rejected}
         rejected = list(mapped.rejected)
         for index, tenant in enumerate(tenants):
-            if index in rejected_already or tenant in self.schemas:
-                continue
-            reason = (f"no tenant: {self._source()} is missing or not a string" if tenant is None
-                      else f"unknown tenant {tenant[:80]!r} (not registered: sinkframe tenants add)")
-            rejected.append(Rejection(index, "route", "UnknownTenant" if tenant else "MissingTenant", reason))
+            if index in rejected_already:
+                tenants[index] = None
+            elif tenant is None or not is_tenant_name(tenant):
+                tenants[index] = None
+                reason = (f"no tenant: {self._source()} is missing or not a string" if tenant is None
+                          else unknown_tenant_reason(tenant))
+                rejected.append(Rejection(index, "route", "UnknownTenant" if tenant else "MissingTenant", reason))
         rejected.sort(key=lambda r: r.index)
         roles = {}
         for role, columns in mapped.roles.items():
             positions: dict[str, list[int]] = {}
             for k, index in enumerate(columns.record_index):
                 tenant = tenants[index]
-                if tenant in self.schemas:
+                if tenant is not None:
                     positions.setdefault(tenant, []).append(k)
             for tenant, picked in positions.items():
                 roles[tenant_role(tenant, role)] = columns.take(picked)
-        return MappedBatch(roles, rejected)
+        return Routed(MappedBatch(roles, rejected), tenants)
 
     def _source(self) -> str:
         return f"message field {self.field!r}" if self.field else f"key prefix (before {self.key_prefix!r})"

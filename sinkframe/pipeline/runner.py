@@ -69,7 +69,7 @@ def resolve_targets(connector: ConnectorConfig, mapper: Mapper) -> dict[str, Res
 
 
 def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[str, ResolvedTarget],
-                   kafka: Mapping[str, str]):
+                   kafka: Mapping[str, str], *, retention: str | None = None):
     """The connector's alert rules as a part of its write transaction; None when it has none."""
     from sinkframe.alerts import parse_rules
     from sinkframe.alerts.publish import AlertPublisher
@@ -83,7 +83,7 @@ def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[
         return None
     publisher = (AlertPublisher(kafka, topic=connector.alerts_topic, connector=connector.name)
                  if connector.alerts_topic else None)
-    return AlertRecorder(connector.name, rules, targets, publisher=publisher)
+    return AlertRecorder(connector.name, rules, targets, publisher=publisher, retention=retention)
 
 
 @dataclass
@@ -110,27 +110,21 @@ class Pipeline:
         for connector in self.connectors:
             mapper = build_mapper(connector, self.registry)
             targets = resolve_targets(connector, mapper)
-            alerts = alert_recorder(connector, mapper, targets, self.settings.kafka)
+            alerts = alert_recorder(connector, mapper, targets, self.settings.kafka,
+                                    retention=self.settings.alerts_retention)
             router = self.tenant_router(connector)
             writer = BatchWriter(
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
                 targets=targets, method=self.settings.write_method,
                 dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None,
-                parts=[alerts] if alerts else (), tenant_schemas=router.schemas if router else None)
+                parts=[alerts] if alerts else (), routed=router is not None)
             self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event,
                                             router=router))
 
     def tenant_router(self, connector: ConnectorConfig) -> TenantRouter | None:
         if not connector.tenant:
             return None
-        from sinkframe.tenants.registry import known_tenants
-
-        def load() -> dict[str, str]:
-            with self.pool.connection() as conn:
-                return known_tenants(conn)
-
-        return TenantRouter(field=connector.tenant.get("field"), key_prefix=connector.tenant.get("key_prefix"),
-                            load=load)
+        return TenantRouter(field=connector.tenant.get("field"), key_prefix=connector.tenant.get("key_prefix"))
 
     def provision(self) -> None:
         """Create what the connectors write: their tables (schema specs), offsets, dead letters."""

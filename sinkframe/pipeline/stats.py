@@ -67,4 +67,7 @@ class ConnectorStats:
         """Alert transitions a committed batch wrote (sinkframe.alerts.Transition)."""
         for t in transitions:
             self.alert_transitions[(t.alert, str(t.state))] += 1
-            self.alerts_firing[t.alert] += 1 if str(t.state) == "firing" else -1
+            # Never below 0: each worker of a group starts from the connector's stored count and
+            # may resolve what another worker fired since.
+            self.alerts_firing[t.alert] = max(0, self.alerts_firing[t.alert] + (1 if str(t.state) == "firing"
+                                                                                 else -1))

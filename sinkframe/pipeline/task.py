@@ -150,8 +150,6 @@ class ConnectorTask:
             self._stage = WriteStage(self.writer, self.stats, tolerate=self.connector.tolerance == "all",
                                      before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None)
             self._stage.open()
-            if self.router is not None:
-                self.router.refresh()
             self._consumer = Consumer(self.kafka, logger=logging.getLogger("sinkframe.kafka"))
             self._consumer.subscribe([self.connector.topic], on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -316,7 +314,7 @@ class ConnectorTask:
             self.stats.state = ConnectorState.RUNNING
             if outcome.stopped_at:
                 raise ConnectorFailed("; ".join(
-                    f"connector {self.connector.name}: {d.coordinates}: write failed: {d.error_message}"
+                    f"connector {self.connector.name}: {d.coordinates}: {d.stage} failed: {d.error_message}"
                     f"{f' (SQLSTATE {d.sqlstate})' if d.sqlstate else ''}" for d in outcome.stopped_at)
                     + " (errors.tolerance is none; nothing from that record on was committed)")
         elif completion.fenced is not None:
@@ -332,7 +330,7 @@ class ConnectorTask:
     def _record(self, batch: Batch, completion: Completion) -> None:
         outcome = completion.outcome
         for letter in outcome.rejected + outcome.stopped_at:
-            self._count_poison("write", letter.error_class)
+            self._count_poison(letter.stage, letter.error_class)  # write, or route (a tenant removed)
         written = committed_records(batch, outcome)
         rows = {}
         for role, columns in batch.roles.items():

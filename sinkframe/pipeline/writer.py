@@ -7,6 +7,10 @@ a savepoint, until the bad records are isolated; the rest is written, the bad
 ones become dead letters (stage `write`), and rows, dead letters and offsets
 still commit together.
 
+A routed connector's batch first locks the registry rows of the tenants it
+names (pipeline/registrycheck.py); the records of tenants not registered become
+dead letters at stage `route` in the same transaction.
+
 Plain targets are written with binary COPY (or, for servers and proxies without
 COPY, one `INSERT ... SELECT FROM unnest(...)` per table: one statement, one
 parameter per column, so no bind-parameter limit). Keyed targets
@@ -31,9 +35,13 @@ from sinkframe.mapping.base import Target
 from sinkframe.mapping.batch import RoleColumns
 from sinkframe.pipeline import dberrors
 from sinkframe.pipeline.batch import Batch, DeadLetter
-from sinkframe.pipeline.deadletter import create_dead_letter_table, dead_letter_for, insert_dead_letters
+from sinkframe.pipeline.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
+from sinkframe.pipeline.registrycheck import (
+    cut_before, first_per_partition, route_dead_letters, unregistered_tenants, without_records,
+)
 from sinkframe.pipeline.routing import split_role
+from sinkframe.tenants.registry import CREATE_REGISTRY_TABLE, is_tenant_name, schema_for
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +76,18 @@ class TransactionPart(Protocol):
 
     `write` runs after the rows and dead letters, before the offsets advance;
     `outcome` says which records the database refused (their rows are not in).
-    `ensure_tables` runs at start with the framework's tables; `close` at stop.
+    `after_offsets` runs once the offsets' compare-and-set succeeded, just
+    before the commit: the place for side effects outside the database (a
+    topic), so that a fenced batch has none; a crash before the commit repeats
+    them (at least once). `ensure_tables` runs at start with the framework's
+    tables; `close` at stop.
     """
 
     def ensure_tables(self, conn) -> None: ...
 
     def write(self, cur, batch: Batch, outcome: WriteOutcome) -> None: ...
+
+    def after_offsets(self, outcome: WriteOutcome) -> None: ...
 
     def close(self) -> None: ...
 
@@ -120,7 +134,7 @@ class BatchWriter:
     def __init__(self, pool: ConnectionPool, *, connector: str, group_id: str, topic: str,
                  targets: Mapping[str, ResolvedTarget], method: str = "copy",
                  dead_letter_table: str | None = None, parts: Sequence["TransactionPart"] = (),
-                 tenant_schemas: Mapping[str, str] | None = None):
+                 routed: bool = False):
         self.pool = pool
         self.connector = connector
         self.group_id = group_id
@@ -129,26 +143,38 @@ class BatchWriter:
         self.method = method
         self.dead_letter_table = dead_letter_table
         self.parts = tuple(parts)
-        # tenant -> schema, kept up to date by the connector's TenantRouter (routed connectors only)
-        self.tenant_schemas = tenant_schemas
+        self.routed = routed  # rows come under `tenant/role` keys, checked against the registry
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
-        self._tenant_targets: dict[str, ResolvedTarget] = {}
+        # role key -> (target, statement) of registered tenants. Replaced, never changed in
+        # place: the consumer thread reads it too (`resolved`, for the stats).
+        self._tenant_targets: dict[str, tuple[ResolvedTarget, sql.Composed]] = {}
 
     def resolved(self, role: str) -> ResolvedTarget:
         """The target of a role key: a mapper role, or (routed) `tenant/role` in the tenant's schema."""
-        found = self.targets.get(role) or self._tenant_targets.get(role)
+        return self._target(role)[0]
+
+    def _target(self, role: str) -> tuple[ResolvedTarget, sql.Composed]:
+        plain = self.targets.get(role)
+        if plain is not None:
+            return plain, self._statements[role]
+        found = self._tenant_targets.get(role)
         if found is None:
             tenant, base = split_role(role)
-            if tenant is None or self.tenant_schemas is None or tenant not in self.tenant_schemas:
+            if tenant is None or not self.routed or base not in self.targets or not is_tenant_name(tenant):
                 raise WriteError(f"connector {self.connector}: no table for role {role!r}")
             plain = self.targets[base]
-            found = ResolvedTarget(role, plain.table, plain.target, schema=self.tenant_schemas[tenant])
-            self._tenant_targets[role] = found
-            self._statements[role] = self._compose(found)
-            self._copy_types[role] = self._copy_types[base]
+            target = ResolvedTarget(role, plain.table, plain.target, schema=schema_for(tenant))
+            found = (target, self._compose(target))
+            self._tenant_targets = {**self._tenant_targets, role: found}
         return found
+
+    def _forget_tenants(self, gone: set[str]) -> None:
+        """Drop what was composed for tenants no longer registered (a tenant's name comes from messages)."""
+        if any(split_role(role)[0] in gone for role in self._tenant_targets):
+            self._tenant_targets = {role: found for role, found in self._tenant_targets.items()
+                                    if split_role(role)[0] not in gone}
 
     # -- statements, composed once --------------------------------------------------
     def _compose(self, resolved: ResolvedTarget) -> sql.Composed:
@@ -228,6 +254,8 @@ class BatchWriter:
     def ensure_framework_tables(self) -> None:
         with self.pool.connection() as conn:
             conn.execute(CREATE_OFFSETS_TABLE)
+            if self.routed:  # read in every write of a routed batch, even before the first `tenants add`
+                conn.execute(CREATE_REGISTRY_TABLE)
             if self.dead_letter_table:
                 conn.execute(create_dead_letter_table(self.dead_letter_table))
             for part in self.parts:
@@ -244,7 +272,9 @@ class BatchWriter:
         (not `tolerate`) each partition is committed only up to its first refused
         record and the outcome's `stopped_at` names them.
         `before_commit(dead_letters)` runs inside the transaction, after
-        everything is written, when there are dead letters (the dead-letter topic).
+        everything is written and the offsets' compare-and-set succeeded, when
+        there are dead letters (the dead-letter topic); so do the parts'
+        `after_offsets` (the alerts topic).
 
         RetriableWriteError: nothing was written, try again later.
         PartitionFenced: another consumer owns a partition now; nothing was written.
@@ -253,21 +283,57 @@ class BatchWriter:
         try:
             with self.connection() as conn:
                 with conn.transaction(), conn.cursor() as cur:
-                    outcome = self._write_records(conn, cur, batch, tolerate)
+                    unrouted = self._unregistered_records(cur, batch)
+                    outcome = self._write_routed(conn, cur, batch, unrouted, tolerate)
                     dead = [*batch.dead_letters, *outcome.rejected]
                     if dead and self.dead_letter_table:
                         insert_dead_letters(cur, self.dead_letter_table, self.connector, dead)
                     for part in self.parts:
                         part.write(cur, batch, outcome)
                     advance_offsets(cur, self.group_id, self.topic, expected, outcome.next_offsets)
+                    # Only now, past the compare-and-set: a fenced batch sends nothing anywhere.
                     if dead and before_commit is not None:
                         before_commit(dead)
+                    for part in self.parts:
+                        part.after_offsets(outcome)
         except SinkframeError:  # PartitionFenced, or the dead-letter topic asking for a retry
             raise
         except Exception as err:  # classify by SQLSTATE, keep the driver error as cause
             classified = self._classify(err)
             self._reconnecting = self._reconnecting or isinstance(classified, RetriableWriteError)
             raise classified from err
+        return outcome
+
+    # -- tenants ----------------------------------------------------------------------
+    def _unregistered_records(self, cur, batch: Batch) -> list[DeadLetter]:
+        """Dead letters (stage route) for the records of tenants the registry does not hold now: see
+        pipeline/registrycheck.py. The first statement of the transaction."""
+        gone = unregistered_tenants(cur, batch)
+        if not gone:
+            return []
+        self._forget_tenants(gone)
+        letters = route_dead_letters(batch, gone)
+        log.warning("connector %s: %d messages name tenants not registered (%s): dead-lettered at stage route",
+                    self.connector, len(letters), ", ".join(sorted(gone)))
+        return letters
+
+    def _write_routed(self, conn, cur, batch: Batch, unrouted: list[DeadLetter], tolerate: bool) -> WriteOutcome:
+        """Write the batch less the records in `unrouted`, which join the outcome's refused records."""
+        if not unrouted:
+            return self._write_records(conn, cur, batch, tolerate)
+        if tolerate:
+            outcome = self._write_records(conn, cur, without_records(batch, unrouted), tolerate)
+            outcome.rejected = sorted([*unrouted, *outcome.rejected], key=lambda d: (d.partition, d.offset))
+            return outcome
+        # errors.tolerance none: each partition up to its first unrouted record, then stop.
+        first = first_per_partition(unrouted)
+        cut = {partition: letter.offset for partition, letter in first.items()}
+        outcome = self._write_records(conn, cur, cut_before(batch, cut), tolerate)
+        for letter in outcome.stopped_at:  # a refused row before the first unrouted record
+            known = first.get(letter.partition)
+            if known is None or letter.offset < known.offset:
+                first[letter.partition] = letter
+        outcome.stopped_at = [first[p] for p in sorted(first)]
         return outcome
 
     def _write_records(self, conn, cur, batch: Batch, tolerate: bool) -> WriteOutcome:
@@ -288,8 +354,7 @@ class BatchWriter:
                 self._write_role(cur, role, columns)
 
     def _write_role(self, cur, role: str, columns: RoleColumns) -> None:
-        resolved = self.resolved(role)
-        statement = self._statements[role]
+        resolved, statement = self._target(role)
         if resolved.target.upsert is not None:
             # Older rows first (gap fillers), then each key's newest: see merge_keyed_rows.
             for part in merge_keyed_rows(resolved.target, list(columns.rows())):
@@ -300,7 +365,7 @@ class BatchWriter:
             # building Arrow arrays from them and encoding with pgpq (the columns
             # are Python lists, so Arrow would first have to copy them).
             with cur.copy(statement) as copy:
-                copy.set_types(self._copy_types[role])
+                copy.set_types(self._copy_types[split_role(role)[1]])
                 write_row = copy.write_row
                 for row in columns.rows():
                     write_row(row)
@@ -413,16 +478,9 @@ class _Isolation:
         return WriteOutcome(next_offsets, stopped_at=[first[p] for p in sorted(first)])
 
     def _dead_letter(self, rank: int) -> DeadLetter:
-        record = self.records[rank]
         err = self.refused[rank]
-        reason, state = _describe(err), dberrors.sqlstate_of(err)
-        if record < len(self.batch.sources):
-            return dead_letter_for(self.batch.sources[record], "write", type(err).__name__, reason, state)
-        # A batch built without its messages (tools, tests): the record's own fields.
-        records = self.batch.records
-        return DeadLetter(self.writer.topic, records.partitions[record], records.offsets[record],
-                          records.timestamps_ms[record], records.keys[record], records.values[record], None,
-                          "write", type(err).__name__, reason, state)
+        return record_dead_letter(self.batch, self.records[rank], "write", type(err).__name__, _describe(err),
+                                  dberrors.sqlstate_of(err))
 
 
 def _describe(err: BaseException) -> str:

@@ -1,7 +1,7 @@
 """Tenants: one schema and one read-only login role per customer, from the same specs.
 
     from sinkframe.tenants.registry import known_tenants, schema_for
-    known_tenants(conn)          # {"acme": "tenant_acme", ...}: what the router may write to
+    known_tenants(conn)          # {"acme": "tenant_acme", ...}: the registered tenants
     apply_tenant(conn, spec, "acme", retention="90 days")   # idempotent `tenants add`
     remove_tenant(conn, "acme", drop_data=False)
 

@@ -1,12 +1,17 @@
 """`sinkframe tenants remove`: a tenant stops being one; its data stays unless asked to go.
 
-Without `drop_data` the tenant is unregistered (the router dead-letters its
-messages from its next registry read on) and its role loses LOGIN, but its
+Without `drop_data` the tenant is unregistered and its role loses LOGIN, but its
 schema, its rows and its grants stay: `tenants add NAME` later brings it back as
 it was. With `drop_data` the schema goes (DROP SCHEMA ... CASCADE: tables,
 hypertables with their chunks and policies, continuous aggregates) and the role
 too. Either way the role's open sessions are ended, after the change is
 committed, so that a dashboard still connected stops reading.
+
+A running sink needs no telling: each routed batch locks its tenants' registry
+rows (pipeline/registrycheck.py), so the DELETE of the row here waits for the
+batches in flight, and every batch after the commit dead-letters the tenant's
+messages at stage `route`. The DELETE comes first in the transaction, before
+the DROP SCHEMA, so the schema is never dropped under a write.
 """
 from __future__ import annotations
 

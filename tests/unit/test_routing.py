@@ -11,9 +11,6 @@ from sinkframe.pipeline.deadletter import dead_letter_for
 from sinkframe.pipeline.positions import PartitionPositions
 from sinkframe.pipeline.routing import TenantRouter, split_role
 
-REGISTRY = {"acme": "tenant_acme", "globex": "tenant_globex"}
-
-
 def builder(router: TenantRouter) -> BatchBuilder:
     return BatchBuilder("t", PluginRegistry().get("raw")({}), positions=PartitionPositions("c", "t"),
                         dead_letter_for=dead_letter_for, router=router)
@@ -24,32 +21,26 @@ def message(offset: int, key: bytes | None, value: dict) -> Message:
                    timestamp=(1, 1_700_000_000_000))
 
 
-def test_key_prefix_routes_rows_to_tenant_roles_and_dead_letters_the_rest(monkeypatch):
-    loads = []
-    router = TenantRouter(key_prefix=":", load=lambda: loads.append(1) or REGISTRY)
-    router.refresh()
-    b = builder(router)
-    keys = [b"acme:dev-1", b"globex:dev-2", b"acme:dev-3", b"nobody:dev-4", None, b"no-separator"]
+def test_key_prefix_routes_rows_to_tenant_roles_and_dead_letters_what_names_no_tenant():
+    b = builder(TenantRouter(key_prefix=":"))
+    keys = [b"acme:dev-1", b"globex:dev-2", b"acme:dev-3", b"nobody:dev-4", None, b"no-separator", b"Bad-Name:d"]
     b.add([message(i, key, {"device_id": f"dev-{i}", "payload": {"i": i}}) for i, key in enumerate(keys)])
     batch = b.take()
 
-    assert set(batch.roles) == {"acme/raw", "globex/raw"}
+    # Whether acme, globex or nobody is registered is the writer's question, in the write transaction.
+    assert set(batch.roles) == {"acme/raw", "globex/raw", "nobody/raw"}
     offsets = {role: [batch.origin(i)[1] for i in c.record_index] for role, c in batch.roles.items()}
-    assert offsets == {"acme/raw": [0, 2], "globex/raw": [1]}
+    assert offsets == {"acme/raw": [0, 2], "globex/raw": [1], "nobody/raw": [3]}
+    assert batch.tenants == ["acme", "globex", "acme", "nobody", None, None, None]
     letters = {d.offset: (d.stage, d.error_class, d.error_message) for d in batch.dead_letters}
-    assert letters[3][:2] == ("route", "UnknownTenant") and "'nobody'" in letters[3][2]
     assert letters[4][:2] == letters[5][:2] == ("route", "MissingTenant")
-    assert batch.next_offsets == {0: 6}  # every record is accounted for: rows or a dead letter
-    assert len(loads) == 1  # an unknown tenant right after a refresh does not hammer the registry
-    monkeypatch.setattr("sinkframe.pipeline.routing.REFRESH_SECONDS", 0.0)
-    b.add([message(10, b"initech:dev-9", {"device_id": "dev-9"})])
-    assert len(loads) == 2  # later, it re-reads: a tenant added while running is found
+    assert letters[6][:2] == ("route", "UnknownTenant") and "'Bad-Name'" in letters[6][2]  # never a tenant name
+    assert set(letters) == {4, 5, 6}
+    assert batch.next_offsets == {0: 7}  # every record is accounted for: rows or a dead letter
 
 
 def test_field_routing_and_a_hostile_tenant_value_is_only_compared_never_used():
-    router = TenantRouter(field="tenant_id", load=lambda: REGISTRY)
-    router.refresh()
-    b = builder(router)
+    b = builder(TenantRouter(field="tenant_id"))
     values = [{"tenant_id": "globex", "device_id": "d1"},
               {"tenant_id": "acme\"; DROP TABLE x; --", "device_id": "d2"},
               {"tenant_id": 7, "device_id": "d3"},
@@ -59,6 +50,15 @@ def test_field_routing_and_a_hostile_tenant_value_is_only_compared_never_used():
     assert list(batch.roles) == ["globex/raw"]
     assert [d.stage for d in batch.dead_letters] == ["route"] * 3
     assert "DROP TABLE" in batch.dead_letters[0].error_message  # named in the dead letter, not executed
+    assert batch.tenants == ["globex", None, None, None]
+
+
+def test_a_record_the_mapper_rejects_names_no_tenant_for_the_writer():
+    b = builder(TenantRouter(key_prefix=":"))
+    b.add([Message(topic="t", partition=0, offset=0, key=b"acme:d", value=b"{not json",
+                   timestamp=(1, 1_700_000_000_000))])
+    batch = b.take()
+    assert batch.tenants == [None] and [d.stage for d in batch.dead_letters] == ["decode"]
 
 
 def test_split_role():
