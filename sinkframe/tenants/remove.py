@@ -15,6 +15,9 @@ the DROP SCHEMA, so the schema is never dropped under a write.
 """
 from __future__ import annotations
 
+import logging
+import time
+
 import psycopg
 from psycopg import sql
 
@@ -24,6 +27,10 @@ from sinkframe.tenants.access import Action, run_actions
 from sinkframe.tenants.provision import read_tenant_state, schema_lock
 from sinkframe.tenants.registry import DELETE, REGISTRY, REGISTRY_SCHEMA, REGISTRY_TABLE, Tenant, load_tenants
 
+log = logging.getLogger(__name__)
+
+# DROP SCHEMA can race the scheduler running one of the schema's jobs (see _raced_a_job).
+DROP_ATTEMPTS = 5
 _SESSIONS = sql.SQL("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()")
 _TERMINATE = sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE usename = {} AND pid <> pg_backend_pid()")
@@ -38,11 +45,29 @@ def plan_removal(conn: psycopg.Connection, name: str, *, drop_data: bool = False
 def remove_tenant(conn: psycopg.Connection, name: str, *, drop_data: bool = False) -> list[Action]:
     """Remove tenant `name` (see the module's docstring); returns what was done."""
     with schema_lock(conn):
-        changes, end_sessions = _removal(conn, name, drop_data=drop_data)
-        run_actions(conn, changes)
+        for attempt in range(1, DROP_ATTEMPTS + 1):
+            changes, end_sessions = _removal(conn, name, drop_data=drop_data)
+            try:
+                run_actions(conn, changes)
+                break
+            except SchemaError as err:
+                if attempt == DROP_ATTEMPTS or not _raced_a_job(err):
+                    raise
+                log.info("removing tenant %s raced a TimescaleDB job of its schema; trying again", name)
+                time.sleep(0.2 * attempt)
         # After the commit: before it, a new login would still be let in.
         run_actions(conn, end_sessions)
     return changes + end_sessions
+
+
+def _raced_a_job(err: SchemaError) -> bool:
+    """DROP SCHEMA ... CASCADE met a policy job of that schema that the server's scheduler was running.
+
+    TimescaleDB reports it as an internal error (XX000, "tuple concurrently
+    deleted"); the transaction rolled back whole, so doing it again is safe.
+    """
+    cause = err.__cause__
+    return isinstance(cause, psycopg.Error) and cause.sqlstate == "XX000"
 
 
 def _removal(conn, name: str, *, drop_data: bool) -> tuple[list[Action], list[Action]]:
