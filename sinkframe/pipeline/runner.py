@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sinkframe.config.connector import ConnectorConfig, load_connector, schema_problems
 from sinkframe.errors import ConfigError, ConnectorFailed, SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline import dberrors
-from sinkframe.pipeline.dbconnect import DatabaseRefused, first_line, refusal, retry_delay, wait_for_database
+from sinkframe.pipeline.dbconnect import (Deadline, DatabaseRefused, first_line, refusal, retry_delay,
+                                          wait_for_database)
 from sinkframe.pipeline.routing import TenantRouter
 from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
@@ -118,7 +119,7 @@ class Pipeline:
         """
         self.pool = ConnectionPool(
             self.settings.dsn, min_size=1, max_size=self.settings.pool_size, open=False,
-            name="sinkframe-writer", timeout=30, check=ConnectionPool.check_connection,
+            name="sinkframe-writer", timeout=30, check=check_pooled_connection,
             kwargs={"prepare_threshold": self.settings.prepare_threshold})
         return self.pool
 
@@ -135,9 +136,12 @@ class Pipeline:
             if not wait_for_database(self.settings.dsn, self.stop_event, on_waiting=self._note_waiting):
                 return False
             if self.pool.closed:
-                self.pool.open(wait=False)
+                self.pool.open(wait=False)  # not wait=True: a pool that times out there is closed for good
             self.phase, self.waiting_reason = PROVISIONING, ""
             try:
+                self._wait_for_pool()
+                if self.stop_event.is_set():
+                    return False
                 self.provision()
                 self.phase = RUNNING
                 return True
@@ -151,6 +155,15 @@ class Pipeline:
                             self.settings.redacted_dsn, delay, self.waiting_reason)
                 if self.stop_event.wait(delay):
                     return False
+
+    def _wait_for_pool(self, timeout: float = 30.0) -> None:
+        """Until the pool has its first connection (a request made before would make it open a second)."""
+        deadline = time.monotonic() + timeout
+        while not self.pool.get_stats().get("pool_available", 0):
+            if time.monotonic() > deadline:
+                raise PoolTimeout(f"the writer pool has no connection after {timeout:.0f}s")
+            if self.stop_event.wait(0.05):
+                return
 
     def _note_waiting(self, reason: str) -> None:
         self.waiting_reason = reason
@@ -233,6 +246,18 @@ class Pipeline:
 
     def failures(self) -> list[BaseException]:
         return [t.failure for t in self.tasks if t.failure is not None]
+
+
+# How long the pool's check of an idle connection (an empty query) may take before the
+# connection is given up. A connection cut off by a partition can look alive to the
+# kernel (a proxy in between keeps acknowledging), and the check would wait forever.
+POOL_CHECK_SECONDS = 5.0
+
+
+def check_pooled_connection(conn: psycopg.Connection) -> None:
+    """The pool's check before it lends a connection: psycopg_pool's own, with a deadline."""
+    with Deadline(conn, POOL_CHECK_SECONDS):
+        ConnectionPool.check_connection(conn)
 
 
 def _database_unavailable(err: BaseException) -> bool:
