@@ -1,15 +1,17 @@
 """A connector that runs but makes no progress while messages wait is reported as stalled.
 
-The stall is a real one: another session holds an exclusive lock on the table, so
-the sink's write waits inside a healthy connection, the server answers nothing,
-and the connector still says it is running.
+The stall is a real one: another session holds a lock on the table that keeps
+writers out (readers in), so the sink's write waits inside a healthy connection,
+the server answers nothing, and the connector still says it is running.
 """
 from __future__ import annotations
 
 import psycopg
 import pytest
 
+from sinkframe.config.settings import Settings
 from sinkframe.devservices import free_port, produce
+from sinkframe.ops.status import collect_status
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, row_counts
@@ -34,7 +36,7 @@ def test_a_write_that_makes_no_progress_is_told_from_running(pg_dsn, kafka_boots
         wait_for(lambda: ready(sink.url)[0] == 200, timeout=20, message="ready")
         locker = psycopg.connect(pg_dsn)
         try:
-            locker.execute("LOCK TABLE iot_raw_data IN ACCESS EXCLUSIVE MODE")
+            locker.execute("LOCK TABLE iot_raw_data IN SHARE MODE")
             produce(kafka_bootstrap, topic, messages(200, 300))
 
             def stalled():
@@ -47,6 +49,9 @@ def test_a_write_that_makes_no_progress_is_told_from_running(pg_dsn, kafka_boots
             samples = scrape(sink.url)
             assert metric_sum(samples, "sinkframe_connector_state", connector="stall", state="stalled") == 1
             assert metric_sum(samples, "sinkframe_connector_state", connector="stall", state="running") == 0
+            # `sinkframe status`, from outside the sink, sees no stored offset advance while messages wait.
+            report = collect_status([connector], Settings.from_env(env))
+            assert report.connectors[0].progress.startswith("stalled: "), report.connectors[0]
         finally:
             locker.rollback()
             locker.close()
@@ -54,4 +59,5 @@ def test_a_write_that_makes_no_progress_is_told_from_running(pg_dsn, kafka_boots
         wait_for(lambda: ready(sink.url)[0] == 200, timeout=30, message="ready again")
         samples = scrape(sink.url)
         assert metric_sum(samples, "sinkframe_connector_state", connector="stall", state="running") == 1
+        assert collect_status([connector], Settings.from_env(env)).connectors[0].progress == "up to date"
     assert row_counts(pg_dsn) == (500, 500)
