@@ -110,7 +110,7 @@ class DatabaseProbe:
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(self.timeout + 1)
+            self._thread.join(2 * self.timeout + 1)  # a connect and a query, each bounded
         self._drop()
 
     # -- the prober thread ------------------------------------------------------------------

@@ -263,9 +263,8 @@ def check_pooled_connection(conn: psycopg.Connection) -> None:
 def _database_unavailable(err: BaseException) -> bool:
     """Whether `err` (or what caused it) is the database being unreachable, not a refusal."""
     while err is not None:
-        if isinstance(err, psycopg.Error) and refusal(err) is None and dberrors.is_retriable(err):
-            return True
-        if not isinstance(err, psycopg.Error) and dberrors.is_retriable(err):  # PoolTimeout
+        refused = isinstance(err, psycopg.Error) and refusal(err) is not None
+        if dberrors.is_retriable(err) and not refused:
             return True
         err = err.__cause__
     return False
