@@ -214,7 +214,7 @@ def run_through_partition(pg_dsn, kafka_bootstrap, topic, tmp_path, *, mid_write
             proxy.heal()
             healed = time.monotonic()
             producer.join(60)
-            wait_for(lambda: row_counts(pg_dsn)[0] >= total, timeout=75,
+            wait_for(lambda: row_counts(pg_dsn)[0] >= total, timeout=50,
                      message=f"all {total} rows after the heal (had {cut_off_at} when it healed)")
             caught_up_after = time.monotonic() - healed
             time.sleep(1.0)  # a duplicate would land within a batch interval
