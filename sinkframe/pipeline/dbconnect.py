@@ -20,6 +20,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from typing import Callable
 
 import psycopg
@@ -122,17 +123,54 @@ def abort_connection(conn: psycopg.Connection) -> None:
         sock.detach()  # the descriptor stays libpq's
 
 
+class _Watchdog:
+    """One thread for every Deadline: a thread per deadline would cost one per batch."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._due: dict[int, tuple[float, "Deadline"]] = {}
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: "Deadline", at: float) -> None:
+        with self._cond:
+            self._due[id(deadline)] = (at, deadline)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sinkframe-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def forget(self, deadline: "Deadline") -> None:
+        with self._cond:
+            self._due.pop(id(deadline), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                expired = [d for at, d in self._due.values() if at <= now]
+                for deadline in expired:
+                    del self._due[id(deadline)]
+                if not expired:
+                    nearest = min((at for at, _ in self._due.values()), default=None)
+                    self._cond.wait(None if nearest is None else nearest - now)
+                    continue
+            for deadline in expired:
+                deadline._expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Deadline:
     """`with Deadline(conn, seconds):` gives the connection up (abort_connection) if the block
     is still running after `seconds`; `expired` says whether it was."""
 
     def __init__(self, conn: psycopg.Connection, seconds: float):
         self._conn = conn
+        self._seconds = seconds
         self._lock = threading.Lock()
         self._over = False
         self.expired = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
     def _expire(self) -> None:
         with self._lock:  # held while aborting: once __exit__ returns, `expired` tells the truth
@@ -142,10 +180,10 @@ class Deadline:
             abort_connection(self._conn)
 
     def __enter__(self) -> "Deadline":
-        self._timer.start()
+        _WATCHDOG.watch(self, time.monotonic() + self._seconds)
         return self
 
     def __exit__(self, *exc) -> None:
         with self._lock:
             self._over = True
-        self._timer.cancel()
+        _WATCHDOG.forget(self)
