@@ -67,7 +67,7 @@ def run(files, plugins_dirs, brokers, database_url, schema_dir, apply_schema, pl
                              summary_every=settings.progress_interval)
         try:
             run_connectors(files, settings, plugins_dirs=plugins_dirs, idle_exit=exit_when_idle,
-                           on_started=monitor.started, on_tick=monitor.tick)
+                           on_created=monitor.started, on_tick=monitor.tick)
         finally:
             monitor.close()
 

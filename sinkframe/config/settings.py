@@ -14,6 +14,13 @@ upper case with dots as underscores (`SINKFRAME_KAFKA_SESSION_TIMEOUT_MS=6000` -
 Database: `SINKFRAME_DATABASE_URL` (a libpq URL or key=value string), else
 `TIMESCALEDB_HOST/PORT/DB/USER/PASSWORD`; any libpq parameter as `SINKFRAME_DB_<PARAM>`
 (`SINKFRAME_DB_SSLMODE=verify-full`). libpq's own `PG*` variables work too.
+
+Every connection the sink and its commands open gets client-side timeouts
+(TCP keepalives, `tcp_user_timeout`, `connect_timeout`) unless the DSN says
+otherwise: a database that vanishes without a FIN or RST (a partition, a
+failover) would otherwise leave a send or receive waiting forever. They are
+declared below like any setting, and added to the DSN as defaults, so a
+parameter the user's DSN gives wins (`Settings.dsn` always carries them).
 """
 from __future__ import annotations
 
@@ -59,6 +66,16 @@ def port_number(raw: str) -> int:
         value = -1
     if not 0 <= value <= 65535:
         raise ValueError("expected a port number (0: off)")
+    return value
+
+
+def whole_number(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError("expected a whole number >= 0")
     return value
 
 
@@ -180,6 +197,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("database_params", "SINKFRAME_DB_<PARAM>",
             "any libpq parameter, e.g. `SINKFRAME_DB_SSLMODE=verify-full`, `SINKFRAME_DB_SSLROOTCERT=/ca.pem`",
             goes_to="dsn"),
+    # Connection defaults (goes_to "dsn", named SINKFRAME_DB_<libpq parameter>): see the module's docstring.
+    Setting("database_connect_timeout", "SINKFRAME_DB_CONNECT_TIMEOUT",
+            "seconds a connection attempt may take (libpq `connect_timeout`)", 10, parse=positive_int,
+            goes_to="dsn"),
+    Setting("database_keepalives", "SINKFRAME_DB_KEEPALIVES",
+            "TCP keepalives on database connections (libpq `keepalives`; `0`: off)", 1, parse=whole_number,
+            goes_to="dsn"),
+    Setting("database_keepalives_idle", "SINKFRAME_DB_KEEPALIVES_IDLE",
+            "seconds a connection is idle before the first keepalive probe", 10, parse=positive_int,
+            goes_to="dsn"),
+    Setting("database_keepalives_interval", "SINKFRAME_DB_KEEPALIVES_INTERVAL",
+            "seconds between keepalive probes", 5, parse=positive_int, goes_to="dsn"),
+    Setting("database_keepalives_count", "SINKFRAME_DB_KEEPALIVES_COUNT",
+            "keepalive probes lost before the connection counts as dead", 3, parse=positive_int, goes_to="dsn"),
+    Setting("database_tcp_user_timeout", "SINKFRAME_DB_TCP_USER_TIMEOUT",
+            "milliseconds sent data may stay unacknowledged before the connection counts as dead (libpq "
+            "`tcp_user_timeout`, Linux; `0`: the system's default)", 20000, parse=whole_number, goes_to="dsn"),
     Setting("pool_size", "SINKFRAME_DB_POOL_SIZE", "most connections the writer pool opens", 4,
             parse=positive_int),
     Setting("prepare_threshold", "SINKFRAME_DB_PREPARE_THRESHOLD",
@@ -212,6 +246,10 @@ SETTINGS: tuple[Setting, ...] = (
             default_text="off", metavar="PORT"),
     Setting("metrics_host", "SINKFRAME_METRICS_HOST", "the address the metrics port listens on", "0.0.0.0",
             blank_is_default=False),
+    Setting("stall_after", "SINKFRAME_STALL_AFTER",
+            "seconds without a batch written, while messages wait (lag > 0), after which a running "
+            "connector counts as stalled (readiness, metrics, status)", 60.0, parse=positive_seconds,
+            default_text="`60`"),
     Setting("progress_interval", "SINKFRAME_PROGRESS_INTERVAL",
             "seconds between progress log lines when stderr is not a terminal", 30.0, parse=positive_seconds,
             default_text="`30`"),
@@ -223,7 +261,11 @@ SETTINGS: tuple[Setting, ...] = (
 SETTING: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 # SINKFRAME_DB_* names that are sinkframe settings, not libpq parameters.
 DB_SETTING_NAMES = {s.env[len(DB_ENV_PREFIX):] for s in SETTINGS
-                    if s.env.startswith(DB_ENV_PREFIX) and not s.is_family}
+                    if s.env.startswith(DB_ENV_PREFIX) and not s.is_family and s.goes_to != "dsn"}
+# libpq parameter -> the setting of its default (client-side timeouts).
+CONNECTION_DEFAULTS: Mapping[str, Setting] = {
+    s.env[len(DB_ENV_PREFIX):].lower(): s for s in SETTINGS
+    if s.env.startswith(DB_ENV_PREFIX) and not s.is_family and s.goes_to == "dsn"}
 WRITE_METHODS = SETTING["write_method"].parse.choices
 
 
@@ -250,13 +292,22 @@ class Settings:
     # connections share one session).
     prepare_threshold: int | None = SETTING["prepare_threshold"].default
     metrics_host: str = SETTING["metrics_host"].default
+    stall_after: float = SETTING["stall_after"].default
     progress_interval: float = SETTING["progress_interval"].default
     alerts_retention: str | None = SETTING["alerts_retention"].default
+    # libpq parameter -> value added to `dsn` where it does not say (client-side timeouts)
+    connection_defaults: Mapping[str, str] = field(default_factory=lambda: connection_defaults_from_env({}))
+
+    def __post_init__(self):
+        # Here, so that a DSN given any way (environment, --database-url, a test's
+        # Settings(dsn=...)) gets the client-side timeouts.
+        object.__setattr__(self, "dsn", with_connection_defaults(self.dsn, self.connection_defaults))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         return cls(kafka=kafka_settings_from_env(env), dsn=database_dsn_from_env(env),
+                   connection_defaults=connection_defaults_from_env(env),
                    **{s.name: s.read(env) for s in SETTINGS if s.goes_to == "settings"})
 
     def with_overrides(self, *, brokers: str | None = None, database_url: str | None = None,
@@ -298,14 +349,36 @@ def database_dsn_from_env(env: Mapping[str, str]) -> str:
         if password:
             params["password"] = password
     for name, value in env.items():
-        if name.startswith(DB_ENV_PREFIX) and name[len(DB_ENV_PREFIX):] not in DB_SETTING_NAMES:
-            params[name[len(DB_ENV_PREFIX):].lower()] = value
+        param = name[len(DB_ENV_PREFIX):]
+        if name.startswith(DB_ENV_PREFIX) and param not in DB_SETTING_NAMES:
+            default_of = CONNECTION_DEFAULTS.get(param.lower())
+            if default_of is not None:  # given explicitly: checked, and wins over the URL's like any
+                if default_of.blank_is_default and not value.strip():
+                    continue
+                value = str(default_of.from_text(value, name))
+            params[param.lower()] = value
     params.setdefault("application_name", "sinkframe")
     try:
         return make_conninfo(base or "", **params)
     except Exception as err:  # psycopg.ProgrammingError on a malformed DSN
         raise ConfigError(f"SINKFRAME_DATABASE_URL / SINKFRAME_DB_*: invalid connection string: "
                           f"{redact_text(str(err), params.get('password'))}") from None
+
+
+def connection_defaults_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The client-side timeouts to add to a DSN that does not set them: the variables, else the defaults."""
+    return {param: str(setting.read(env)) for param, setting in CONNECTION_DEFAULTS.items()}
+
+
+def with_connection_defaults(dsn: str, defaults: Mapping[str, str]) -> str:
+    """`dsn` with each of `defaults` it does not set itself (a DSN that cannot be parsed is left
+    as it is: connecting reports it)."""
+    try:
+        given = conninfo_to_dict(dsn)
+    except Exception:  # psycopg.ProgrammingError: the connect that follows says what is wrong
+        return dsn
+    missing = {k: v for k, v in defaults.items() if given.get(k) in (None, "")}
+    return make_conninfo(dsn, **missing) if missing else dsn
 
 
 # --- what the declaration generates: CLI options and the README table ---------------------

@@ -25,9 +25,11 @@ from sinkframe import __version__
 from sinkframe.alerts.engine import Change
 from sinkframe.ops.health import DatabaseProbe
 from sinkframe.ops.kafka import WatermarkPoller
+from sinkframe.ops.lag import PartitionPosition, partition_positions  # noqa: F401 - re-exported
 from sinkframe.pipeline.stats import ConnectorState
 
-STATES = tuple(state.value for state in ConnectorState)
+STALLED = "stalled"  # shown instead of "running" by a running connector that makes no progress (ops/lag.py)
+STATES = tuple(state.value for state in ConnectorState) + (STALLED,)
 CHANGES = tuple(change.value for change in Change)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -91,40 +93,14 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-@dataclass(frozen=True)
-class PartitionPosition:
-    connector: str
-    topic: str
-    partition: int
-    stored: int | None  # next offset stored in the database (None: nothing stored yet)
-    high: int | None  # high watermark (None: not known yet)
-    lag: int | None
-
-
-def partition_positions(tasks, watermarks: WatermarkPoller | None) -> Iterator[PartitionPosition]:
-    """Per partition assigned to this process: stored offset, high watermark and the lag between.
-
-    A partition with no stored offset is read from its start (or Kafka's committed
-    offset), so its lag counts from the low watermark.
-    """
-    for task in tasks:
-        s = task.stats
-        offsets = dict(s.stored_offsets)
-        for partition in s.assigned:
-            stored = offsets.get(partition)
-            marks = watermarks.high(s.topic, partition) if watermarks is not None else None
-            lag = None if marks is None else max(marks.high - (marks.low if stored is None else stored), 0)
-            yield PartitionPosition(s.connector, s.topic, partition, stored,
-                                    None if marks is None else marks.high, lag)
-
-
 class PipelineCollector(Collector):
     """Metric families read from the pipeline at scrape time."""
 
     def __init__(self, source):
         """`source` has `.latency` (BatchLatency), `.pipeline`, `.watermarks` (WatermarkPoller) and
-        `.probe` (DatabaseProbe), the last three possibly None, read at every scrape: the RunMonitor
-        fills them in once started."""
+        `.probe` (DatabaseProbe), the last three possibly None, and may have `.stalls` (StallWatch),
+        read at every scrape: the RunMonitor fills them in once started. Nothing here waits on the
+        database: the probe's answers are read as they stand."""
         self._source = source
 
     def describe(self) -> list[Metric]:
@@ -159,7 +135,8 @@ class PipelineCollector(Collector):
              "state (firing, resolved).", ["connector", "alert", "state"]),
         )}
         g = {name: GaugeMetricFamily(f"sinkframe_{name}", text, labels=labels) for name, text, labels in (
-            ("connector_state", "1 for the connector's current state.", ["connector", "state"]),
+            ("connector_state", "1 for the connector's current state; 'stalled': running, but nothing written "
+             "for SINKFRAME_STALL_AFTER seconds while messages wait.", ["connector", "state"]),
             ("connector_paused", "1 while the connector's partitions are paused (database unavailable).",
              ["connector"]),
             ("assigned_partitions", "Partitions assigned to this process.", ["connector"]),
@@ -168,9 +145,11 @@ class PipelineCollector(Collector):
             ("alerts_firing", "Keys (devices) whose alert rule is firing now.", ["connector", "alert"]),
         )}
         now = time.time()
+        stalls = getattr(self._source, "stalls", None)
         for task in tasks:
             s = task.stats
             name = s.connector
+            state = STALLED if stalls is not None and stalls.stalled_for(s, now) is not None else s.state
             c["messages"].add_metric([name, s.topic], s.messages)
             for table, rows in dict(s.rows_by_table).items():
                 c["rows_written"].add_metric([name, table], rows)
@@ -180,8 +159,8 @@ class PipelineCollector(Collector):
             c["dead_letters"].add_metric([name], s.dead_letters)
             c["write_retries"].add_metric([name], s.write_retries)
             c["fenced_batches"].add_metric([name], s.fenced)
-            for state in STATES:
-                g["connector_state"].add_metric([name, state], 1.0 if s.state == state else 0.0)
+            for each in STATES:
+                g["connector_state"].add_metric([name, each], 1.0 if state == each else 0.0)
             g["connector_paused"].add_metric([name], 1.0 if s.paused else 0.0)
             g["assigned_partitions"].add_metric([name], len(s.assigned))
             if s.newest_event_ms is not None:
@@ -216,9 +195,16 @@ class PipelineCollector(Collector):
 
     def _database_families(self, probe: DatabaseProbe) -> Iterator[Metric]:
         ok, _ = probe.check()
-        up = GaugeMetricFamily("sinkframe_database_up", "1 if the database answered the readiness query.")
+        up = GaugeMetricFamily("sinkframe_database_up", "1 if the database answered the readiness query "
+                               "lately (the probe runs in the background; see the probe's age).")
         up.add_metric([], 1.0 if ok else 0.0)
         yield up
+        age = probe.age()
+        if age is not None:
+            gauge = GaugeMetricFamily("sinkframe_database_probe_age_seconds", "Seconds since the background "
+                                      "database probe last finished (grows while the database does not answer).")
+            gauge.add_metric([], age)
+            yield gauge
         jobs = CounterMetricFamily("sinkframe_timescaledb_job_failures", "Failed runs of TimescaleDB "
                                    "background jobs (policies, aggregate refreshes).",
                                    labels=["job_id", "proc_name", "hypertable"])

@@ -26,14 +26,16 @@ class Totals:
     states: tuple[str, ...]
 
     @classmethod
-    def of(cls, tasks, at: float | None = None) -> "Totals":
+    def of(cls, tasks, at: float | None = None, stalls=None) -> "Totals":
+        """`stalls` (ops/lag.py StallWatch): running connectors that make no progress count as 'stalled'."""
         return cls(
             at=time.monotonic() if at is None else at,
             messages=sum(t.stats.messages for t in tasks),
             rows=sum(sum(dict(t.stats.rows_by_table).values()) for t in tasks),
             errors=sum(sum(dict(t.stats.errors_by_stage).values()) for t in tasks),
             dead_letters=sum(t.stats.dead_letters for t in tasks),
-            states=tuple(t.stats.state for t in tasks),
+            states=tuple("stalled" if stalls is not None and stalls.stalled_for(t.stats) is not None
+                         else t.stats.state for t in tasks),
         )
 
 
@@ -59,6 +61,7 @@ def describe(before: Totals, now: Totals, lag: int | None) -> dict:
         "running": sum(1 for s in now.states if s == ConnectorState.RUNNING),
         "connectors": len(now.states),
         "waiting_for_database": waiting,
+        "stalled": sum(1 for s in now.states if s == "stalled"),
     }
 
 
@@ -69,6 +72,8 @@ def format_line(d: dict) -> str:
              f"{d['running']}/{d['connectors']} running"]
     if d["waiting_for_database"]:
         parts.append(f"{d['waiting_for_database']} WAITING FOR DATABASE")
+    if d.get("stalled"):
+        parts.append(f"{d['stalled']} STALLED")
     return "sinkframe | " + " | ".join(parts)
 
 
@@ -87,9 +92,9 @@ class Progress:
             for handler in self._handlers:
                 handler.addFilter(self._clear_line)
 
-    def update(self, tasks, lag: int | None, *, now: float | None = None) -> None:
+    def update(self, tasks, lag: int | None, *, now: float | None = None, stalls=None) -> None:
         """Call often; draws (or logs) once per interval."""
-        totals = Totals.of(tasks, now)
+        totals = Totals.of(tasks, now, stalls)
         if self._last is None:
             self._last = totals
             return

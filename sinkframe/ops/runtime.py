@@ -2,13 +2,15 @@
 
 Lifecycle, driven by the `run` command and the runner:
     monitor = RunMonitor(metrics_port=9108, progress=None)   # binds the port at once
-    run_connectors(..., on_started=monitor.started, on_tick=monitor.tick)
+    run_connectors(..., on_created=monitor.started, on_tick=monitor.tick)
     monitor.close()
 
-Until `started(pipeline)`, /healthz says "starting" and /readyz is not ready.
-`tick()` runs on the runner's main thread every 0.2 s and must stay cheap; the
-slow parts (broker watermarks, the database probe) run in their own threads or
-are cached.
+Until `started(pipeline)`, /healthz says "starting" and /readyz is not ready;
+from then on (the runner calls it before it waits for the database) /readyz
+says what the pipeline waits for. `tick()` runs on the runner's main thread
+every 0.2 s and must stay cheap; the slow parts (broker watermarks, the
+database probe) run in their own threads, and the endpoints read their last
+results.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import sys
 
 from sinkframe.ops.health import DatabaseProbe, liveness, readiness
 from sinkframe.ops.kafka import WatermarkPoller
-from sinkframe.ops.metrics import BatchLatency, PipelineCollector, new_registry, partition_positions
+from sinkframe.ops.lag import StallWatch, partition_positions
+from sinkframe.ops.metrics import BatchLatency, PipelineCollector, new_registry
 from sinkframe.ops.progress import Progress
 from sinkframe.ops.server import OpsServer
 
@@ -32,6 +35,7 @@ class RunMonitor:
         self.pipeline = None
         self.probe: DatabaseProbe | None = None
         self.watermarks: WatermarkPoller | None = None
+        self.stalls: StallWatch | None = None
         self.registry = new_registry()
         self.latency = BatchLatency()
         self.registry.register(PipelineCollector(self))
@@ -48,22 +52,23 @@ class RunMonitor:
             host = metrics_host or os.environ.get("SINKFRAME_METRICS_HOST", "0.0.0.0")
             self.server = OpsServer(metrics_port, host=host, registry=self.registry,
                                     health=lambda: liveness(self.pipeline),
-                                    ready=lambda: readiness(self.pipeline, self.probe))
+                                    ready=lambda: readiness(self.pipeline, self.probe, self.stalls))
 
     @property
     def port(self) -> int | None:
         return self.server.port if self.server else None
 
     def started(self, pipeline) -> None:
-        """The pipeline's tasks run: watch them."""
-        if self.server is None and self.progress is None:
+        """Watch `pipeline` (from before it waits for the database); calling it again does nothing."""
+        if self.pipeline is pipeline or (self.server is None and self.progress is None):
             return
         self.watermarks = WatermarkPoller(pipeline.settings.kafka, {t.connector.topic for t in pipeline.tasks})
         self.watermarks.start()
+        self.stalls = StallWatch(pipeline.settings.stall_after)
         if self.server is not None:
             # A one-connection server (the embedded engine) refuses a second connection.
             single = pipeline.pool is not None and pipeline.pool.max_size == 1
-            self.probe = DatabaseProbe(pipeline.settings.dsn, pool=pipeline.pool if single else None)
+            self.probe = DatabaseProbe(pipeline.settings.dsn, pool=pipeline.pool if single else None).start()
         self.pipeline = pipeline
 
     def tick(self) -> None:
@@ -71,8 +76,9 @@ class RunMonitor:
         if pipeline is None:
             return
         self.latency.update(pipeline.tasks)
+        self.stalls.update(pipeline.tasks, self.watermarks)
         if self.progress is not None:
-            self.progress.update(pipeline.tasks, self.total_lag())
+            self.progress.update(pipeline.tasks, self.total_lag(), stalls=self.stalls)
 
     def total_lag(self) -> int | None:
         """Messages not yet written over the partitions this process owns (None: unknown yet)."""

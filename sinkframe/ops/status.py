@@ -32,7 +32,7 @@ from sinkframe.errors import ConfigError, SinkframeError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.ops.health import error_line
 from sinkframe.ops.kafka import committed, monitor_consumer, topic_partitions, watermarks
-from sinkframe.pipeline.offsets import load_offsets
+from sinkframe.pipeline.offsets import OFFSETS_TABLE, load_offsets
 from sinkframe.pipeline.runner import build_mapper, load_connectors, resolve_targets
 from sinkframe.config.settings import Settings
 from sinkframe.tenants.registry import Tenant, check_name, find_tenant, known_tenants
@@ -53,6 +53,7 @@ class PartitionStatus:
     high: int | None = None
     kafka_committed: int | None = None
     db_stored: int | None = None
+    stored_age: float | None = None  # seconds since the database's offset last advanced
 
     @property
     def lag(self) -> int | None:
@@ -85,10 +86,28 @@ class ConnectorStatus:
     schema_details: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    progress: str | None = None  # "stalled: ..." when messages wait and nothing was stored for a while
+
     @property
     def lag(self) -> int | None:
         lags = [p.lag for p in self.partitions]
         return None if not lags or None in lags else sum(lags)
+
+    def judge_progress(self, stall_after: float) -> None:
+        """Stalled: messages wait (lag > 0) and no waiting partition's offset advanced for
+        `stall_after` seconds. From here a sink that is not running looks the same."""
+        waiting = [p for p in self.partitions if p.lag]
+        if not waiting:
+            self.progress = "up to date" if self.lag == 0 else None
+            return
+        ages = [p.stored_age for p in waiting]
+        quiet = None if None in ages else min(ages)
+        if quiet is not None and quiet < stall_after:
+            self.progress = "progressing"
+        else:
+            since = f"for {quiet:.0f}s" if quiet is not None else "ever"
+            self.progress = (f"stalled: {sum(p.lag for p in waiting)} messages waiting and nothing stored {since} "
+                             "(is a sink running? see its /readyz)")
 
 
 @dataclass
@@ -125,8 +144,7 @@ def collect_status(files: Sequence[Path], settings: Settings, *, plugins_dirs: S
     for connector, status in zip(connectors, report.connectors):
         _read_kafka(settings, connector, status)
     try:
-        conn = psycopg.connect(settings.dsn, autocommit=True, connect_timeout=5,
-                               application_name="sinkframe-status")
+        conn = psycopg.connect(settings.dsn, autocommit=True, application_name="sinkframe-status")
     except psycopg.Error as err:
         report.problems.append(f"database unreachable ({settings.redacted_dsn}): "
                                f"{error_line(err, settings.dsn)}")
@@ -136,6 +154,7 @@ def collect_status(files: Sequence[Path], settings: Settings, *, plugins_dirs: S
         for connector, status in zip(connectors, report.connectors):
             _read_database(conn, connector, status, tables[connector.name], lookback, registered)
             _read_schema(conn, settings, status, tables[connector.name], registered)
+            status.judge_progress(settings.stall_after)
     return report
 
 
@@ -185,11 +204,23 @@ def _read_database(conn: psycopg.Connection, connector: ConnectorConfig, status:
     by_partition = {p.partition: p for p in status.partitions}
     for partition, offset in sorted(stored.items()):
         by_partition.setdefault(partition, PartitionStatus(partition)).db_stored = offset
+    for partition, age in _stored_ages(conn, connector).items():
+        by_partition[partition].stored_age = age
     status.partitions = sorted(by_partition.values(), key=lambda p: p.partition)
     schema = tenant.schema if tenant else None
     status.tables = [_activity(conn, table, lookback, schema) for table in tables]
     if connector.tolerance == "all" and connector.dead_letter_table:
         _count_dead_letters(conn, connector, status, tenant)
+
+
+def _stored_ages(conn: psycopg.Connection, connector: ConnectorConfig) -> dict[int, float]:
+    """partition -> seconds since its stored offset last advanced (the offsets row's updated_at)."""
+    query = sql.SQL("SELECT partition, extract(epoch FROM now() - updated_at)::float8 FROM {} "
+                    "WHERE consumer_group = %s AND topic = %s").format(sql.Identifier(OFFSETS_TABLE))
+    try:
+        return dict(conn.execute(query, (connector.group_id, connector.topic)).fetchall())
+    except psycopg.errors.UndefinedTable:
+        return {}
 
 
 def _count_dead_letters(conn: psycopg.Connection, connector: ConnectorConfig, status: ConnectorStatus,
@@ -278,6 +309,8 @@ def render_text(report: StatusReport) -> str:
                 lines.append(f"  {p.partition:>9} {_n(p.high):>10} {_n(p.kafka_committed):>10} "
                              f"{_n(p.db_stored):>10} {_n(p.lag):>10}")
             lines.append(f"  {'total':>9} {'':>10} {'':>10} {'':>10} {_n(c.lag):>10}")
+        if c.progress:
+            lines.append(f"  progress: {c.progress}")
         if c.tables:
             where = f" in {_schema_of(report.tenant)}" if report.tenant is not None else ""
             lines.append(f"  rows ingested{where} (last 1m / 1h): " + "; ".join(

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sinkframe.config.connector import ConnectorConfig, load_connector, schema_problems
 from sinkframe.errors import ConfigError, ConnectorFailed, SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.pipeline import dberrors
+from sinkframe.pipeline.dbconnect import (Deadline, DatabaseRefused, first_line, refusal, retry_delay,
+                                          wait_for_database)
 from sinkframe.pipeline.routing import TenantRouter
 from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
@@ -86,9 +89,19 @@ def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[
     return AlertRecorder(connector.name, rules, targets, publisher=publisher, retention=retention)
 
 
+# What the pipeline is doing before its connectors run (readiness says it).
+WAITING_FOR_DATABASE = "waiting for the database"
+PROVISIONING = "provisioning the tables"
+RUNNING = "running"
+
+
 @dataclass
 class Pipeline:
-    """Everything `sinkframe run` starts, kept together so it can be stopped as one."""
+    """Everything `sinkframe run` starts, kept together so it can be stopped as one.
+
+    Start-up: `create_pool` (not connected yet), `build`, then `connect`: wait
+    for the database, provision, and only then `start` the connectors' threads.
+    """
 
     settings: Settings
     connectors: Sequence[ConnectorConfig]
@@ -96,15 +109,64 @@ class Pipeline:
     pool: ConnectionPool | None = None
     tasks: list[ConnectorTask] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
+    phase: str = WAITING_FOR_DATABASE
+    waiting_reason: str = ""  # the last connection attempt's error while waiting
 
-    def open_pool(self) -> ConnectionPool:
-        check_database(self.settings)
+    def create_pool(self) -> ConnectionPool:
+        """The writer pool, not connected yet (`connect` opens it once the database answers).
+
+        Its connections' client-side timeouts come with the DSN (config/settings.py).
+        """
         self.pool = ConnectionPool(
             self.settings.dsn, min_size=1, max_size=self.settings.pool_size, open=False,
-            name="sinkframe-writer", timeout=30, check=ConnectionPool.check_connection,
-            kwargs={"connect_timeout": 10, "prepare_threshold": self.settings.prepare_threshold})
-        self.pool.open(wait=True, timeout=30)
+            name="sinkframe-writer", timeout=30, check=check_pooled_connection,
+            kwargs={"prepare_threshold": self.settings.prepare_threshold})
         return self.pool
+
+    def connect(self) -> bool:
+        """Wait for the database, open the pool, provision; False when stopped first.
+
+        A database that cannot be reached at start is waited for, as an outage that
+        begins later is; one that refuses the login fails (DatabaseRefused).
+        Provisioning is idempotent, so a connection lost during it starts it over.
+        """
+        attempt = 0
+        while True:
+            self.phase = WAITING_FOR_DATABASE
+            if not wait_for_database(self.settings.dsn, self.stop_event, on_waiting=self._note_waiting):
+                return False
+            if self.pool.closed:
+                self.pool.open(wait=False)  # not wait=True: a pool that times out there is closed for good
+            self.phase, self.waiting_reason = PROVISIONING, ""
+            try:
+                self._wait_for_pool()
+                if self.stop_event.is_set():
+                    return False
+                self.provision()
+                self.phase = RUNNING
+                return True
+            except Exception as err:  # noqa: BLE001 - only a lost database is retried; the rest re-raised
+                if not _database_unavailable(err):
+                    raise
+                attempt += 1
+                delay = retry_delay(attempt)
+                self._note_waiting(first_line(redact_error(err, self.settings.dsn)))
+                log.warning("provisioning: the database went away (%s), again in %.0fs: %s",
+                            self.settings.redacted_dsn, delay, self.waiting_reason)
+                if self.stop_event.wait(delay):
+                    return False
+
+    def _wait_for_pool(self, timeout: float = 30.0) -> None:
+        """Until the pool has its first connection (a request made before would make it open a second)."""
+        deadline = time.monotonic() + timeout
+        while not self.pool.get_stats().get("pool_available", 0):
+            if time.monotonic() > deadline:
+                raise PoolTimeout(f"the writer pool has no connection after {timeout:.0f}s")
+            if self.stop_event.wait(0.05):
+                return
+
+    def _note_waiting(self, reason: str) -> None:
+        self.waiting_reason = reason
 
     def build(self) -> None:
         for connector in self.connectors:
@@ -132,6 +194,7 @@ class Pipeline:
             apply_connector_schema(self.pool, self.settings, self.tables(), self.registry)
         for task in self.tasks:
             task.writer.ensure_framework_tables()
+            task.stats.alerts_firing.clear()  # provisioning again after a lost connection: count afresh
             task.load_alert_states()
         # The tables as they are, whoever made them: a column the mapper fills that
         # the table lacks fails here, with every problem named, not at the first write.
@@ -179,14 +242,38 @@ class Pipeline:
         return [t.failure for t in self.tasks if t.failure is not None]
 
 
+# How long the pool's check of an idle connection (an empty query) may take before the
+# connection is given up. A connection cut off by a partition can look alive to the
+# kernel (a proxy in between keeps acknowledging), and the check would wait forever.
+POOL_CHECK_SECONDS = 5.0
+
+
+def check_pooled_connection(conn: psycopg.Connection) -> None:
+    """The pool's check before it lends a connection: psycopg_pool's own, with a deadline."""
+    with Deadline(conn, POOL_CHECK_SECONDS):
+        ConnectionPool.check_connection(conn)
+
+
+def _database_unavailable(err: BaseException) -> bool:
+    """Whether `err` (or what caused it) is the database being unreachable, not a refusal."""
+    while err is not None:
+        refused = isinstance(err, psycopg.Error) and refusal(err) is not None
+        if dberrors.is_retriable(err) and not refused:
+            return True
+        err = err.__cause__
+    return False
+
+
 def check_database(settings: Settings) -> None:
-    """Connect once, so a misconfigured database fails fast with the server's own words."""
+    """Connect once, with the server's own words on failure (DatabaseRefused: retrying cannot help)."""
     try:
-        with psycopg.connect(settings.dsn, connect_timeout=10):
+        with psycopg.connect(settings.dsn):
             pass
     except psycopg.Error as err:
-        raise SinkframeError(f"cannot connect to the database ({settings.redacted_dsn}): "
-                             f"{redact_error(err, settings.dsn)}") from None
+        kind = refusal(err)
+        error = DatabaseRefused if kind else SinkframeError
+        raise error(f"cannot connect to the database ({settings.redacted_dsn}): "
+                    f"{f'{kind}: ' if kind else ''}{redact_error(err, settings.dsn)}") from None
 
 
 def apply_connector_schema(pool: ConnectionPool, settings: Settings, tables: set[str],
@@ -229,7 +316,10 @@ def tune_garbage_collector() -> None:
 
 def install_signal_handlers(pipeline: Pipeline) -> None:
     def handle(signum, _frame):
-        log.info("received %s: finishing the batches in flight, then exiting", signal.Signals(signum).name)
+        if pipeline.phase == RUNNING:
+            log.info("received %s: finishing the batches in flight, then exiting", signal.Signals(signum).name)
+        else:
+            log.info("received %s while %s: exiting", signal.Signals(signum).name, pipeline.phase)
         pipeline.stop()
 
     signal.signal(signal.SIGTERM, handle)
@@ -237,20 +327,29 @@ def install_signal_handlers(pipeline: Pipeline) -> None:
 
 
 def run_connectors(paths: Sequence[Path], settings: Settings, *, plugins_dirs: Sequence[Path] = (),
-                   idle_exit: float | None = None, on_started: Callable[[Pipeline], None] | None = None,
+                   idle_exit: float | None = None, on_created: Callable[[Pipeline], None] | None = None,
+                   on_started: Callable[[Pipeline], None] | None = None,
                    on_tick: Callable[[], None] | None = None) -> Pipeline:
-    """`sinkframe run`: load, provision, consume until stopped. Raises on failure."""
+    """`sinkframe run`: load, wait for the database, provision, consume until stopped. Raises on failure.
+
+    `on_created(pipeline)` runs before the database is waited for (a monitor can
+    say "waiting for the database" then); `on_started` once the connectors run.
+    """
     connectors = [c for c in load_connectors(paths) if c.enabled]
     if not connectors:
         raise ConfigError("no enabled connector in the given files")
     pipeline = Pipeline(settings, connectors, PluginRegistry(plugins_dirs))
-    pipeline.open_pool()
+    pipeline.create_pool()
     try:
         pipeline.build()
-        pipeline.provision()
-        tune_garbage_collector()
         if threading.current_thread() is threading.main_thread():
             install_signal_handlers(pipeline)
+        if on_created:
+            on_created(pipeline)
+        if not pipeline.connect():
+            log.info("stopped before the database answered: nothing was consumed")
+            return pipeline
+        tune_garbage_collector()
         pipeline.start()
         log.info("running %d connector(s): %s", len(connectors),
                  ", ".join(f"{c.name} <- {c.topic}" for c in connectors))

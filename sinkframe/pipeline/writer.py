@@ -230,7 +230,14 @@ class BatchWriter:
             conn, pooled = psycopg.connect(self.pool.conninfo, **self.pool.kwargs), False
         try:
             with conn:  # commits or rolls back what is left open, as the pool's own does
-                yield conn
+                try:
+                    yield conn
+                except BaseException as err:
+                    if _connection_in_doubt(conn, err):
+                        # Closed before the rollback: a ROLLBACK on a dead connection would wait
+                        # like the statement did, and the pool discards a closed connection.
+                        conn.close()
+                    raise
         finally:
             if pooled:
                 self.pool.putconn(conn)
@@ -385,6 +392,21 @@ class BatchWriter:
             return RecordError("write", detail, sqlstate=state)
         return WriteError(f"connector {self.connector}: the database refused the batch "
                           f"(SQLSTATE {state}): {detail}")
+
+
+def _connection_in_doubt(conn: psycopg.Connection, err: BaseException) -> bool:
+    """Whether a write that raised `err` may have left `conn` dead or mid-statement.
+
+    A refusal by the server (a data error, a fence) leaves it usable; a broken or
+    timed-out connection, or an exception from outside the driver while a statement
+    may still be running (a bound on the write), does not.
+    """
+    if conn.closed or conn.broken:
+        return True
+    if isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
+    return not isinstance(err, (psycopg.Error, SinkframeError)) and \
+        conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE
 
 
 class _Isolation:

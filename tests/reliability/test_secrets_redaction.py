@@ -5,10 +5,12 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg.conninfo import make_conninfo
 
 from sinkframe.cli import cli
 from sinkframe.devservices import produce
@@ -47,12 +49,29 @@ def test_a_wrong_database_password_is_reported_without_the_password(secured_pg, 
         args += ["--database-url", f"postgresql://postgres:{WRONG}@127.0.0.1:{secured_pg.port}/postgres"]
     else:
         env = sink_env(kafka_bootstrap, secured_pg.dsn(password=WRONG))
+    started = time.monotonic()
     result = subprocess.run(args, env={**env, "PATH": "/usr/bin:/bin"}, cwd=REPO, capture_output=True,
                             text=True, timeout=60)
+    # A refusal is not an outage: no waiting for the database, no retries.
+    assert time.monotonic() - started < 20
+    assert "waiting for the database" not in result.stderr
     assert result.returncode == 1, result.stderr
-    assert "password authentication failed" in result.stderr
+    assert "authentication failed: " in result.stderr and "password authentication failed" in result.stderr
     assert "password=***" in result.stderr  # the DSN is shown, redacted
     assert_no_secret(result.stdout + result.stderr, WRONG)
+
+
+def test_a_missing_database_fails_fast_with_the_servers_words(pg_dsn, kafka_bootstrap, tmp_path):
+    missing = make_conninfo(pg_dsn, dbname="no_such_database_here")
+    connector = write_connector(tmp_path, name="nodb", topic="nodb.topic")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "sinkframe.cli", "run", str(connector)],
+                            env=sink_env(kafka_bootstrap, missing), cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 1, result.stderr
+    assert "no such database: " in result.stderr and '"no_such_database_here" does not exist' in result.stderr
+    assert "waiting for the database" not in result.stderr
 
 
 @pytest.mark.slow

@@ -57,7 +57,42 @@ def test_flags_and_overrides():
     s = Settings.from_env({"SINKFRAME_PLAIN_POSTGRES": "1", "SINKFRAME_WRITE_METHOD": "INSERT"})
     assert s.plain_postgres and s.write_method == "insert"
     o = s.with_overrides(brokers="b:1", database_url="host=x dbname=y", plain_postgres=None)
-    assert o.kafka["bootstrap.servers"] == "b:1" and o.dsn == "host=x dbname=y" and o.plain_postgres
+    assert o.kafka["bootstrap.servers"] == "b:1" and o.plain_postgres
+    assert {k: v for k, v in conninfo_to_dict(o.dsn).items() if k in ("host", "dbname")} == {
+        "host": "x", "dbname": "y"}
+
+
+TIMEOUT_DEFAULTS = {"connect_timeout": "10", "keepalives": "1", "keepalives_idle": "10",
+                    "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "20000"}
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"SINKFRAME_DATABASE_URL": "postgresql://u@db/telemetry?sslmode=require"},
+    {"TIMESCALEDB_HOST": "tsdb", "TIMESCALEDB_PASSWORD": "pw"},
+])
+def test_every_dsn_gets_client_side_timeouts_by_default(env):
+    s = Settings.from_env(env)
+    assert TIMEOUT_DEFAULTS.items() <= conninfo_to_dict(s.dsn).items()
+    # However the DSN comes: --database-url, or a Settings made in code.
+    assert TIMEOUT_DEFAULTS.items() <= conninfo_to_dict(s.with_overrides(database_url="host=x").dsn).items()
+    assert TIMEOUT_DEFAULTS.items() <= conninfo_to_dict(Settings(dsn="host=y").dsn).items()
+
+
+def test_a_timeout_the_user_gives_wins_over_ours():
+    s = Settings.from_env({"SINKFRAME_DATABASE_URL": "postgresql://db/t?keepalives_idle=60&tcp_user_timeout=0",
+                           "SINKFRAME_DB_KEEPALIVES_COUNT": "9", "SINKFRAME_DB_CONNECT_TIMEOUT": "3"})
+    params = conninfo_to_dict(s.dsn)
+    assert (params["keepalives_idle"], params["tcp_user_timeout"], params["keepalives_count"],
+            params["connect_timeout"], params["keepalives_interval"]) == ("60", "0", "9", "3", "5")
+    # A variable carries over to a DSN given on the command line, where that DSN is silent.
+    o = s.with_overrides(database_url="host=x keepalives_idle=30")
+    assert (conninfo_to_dict(o.dsn)["keepalives_count"], conninfo_to_dict(o.dsn)["keepalives_idle"]) == ("9", "30")
+
+
+def test_a_bad_timeout_is_named():
+    with pytest.raises(ConfigError, match="SINKFRAME_DB_KEEPALIVES_IDLE='soon': expected a whole number >= 1"):
+        Settings.from_env({"SINKFRAME_DB_KEEPALIVES_IDLE": "soon"})
 
 
 def test_redact_dsn_hides_password_only():
@@ -86,7 +121,7 @@ def test_a_bad_prepare_threshold_is_named():
 
 def test_every_settings_attribute_is_declared_once_with_its_default():
     declared = {s.name: s for s in SETTINGS if s.goes_to == "settings"}
-    assert {f.name for f in fields(Settings)} - {"kafka", "dsn"} == set(declared)
+    assert {f.name for f in fields(Settings)} - {"kafka", "dsn", "connection_defaults"} == set(declared)
     assert all(getattr(Settings(), name) == setting.default for name, setting in declared.items())
     assert all(getattr(Settings.from_env({}), name) == setting.default for name, setting in declared.items())
     assert len({s.env for s in SETTINGS}) == len(SETTINGS)
