@@ -2,7 +2,7 @@
 
 A file is checked in the order a run would find its problems: the file itself
 (YAML, connector schema, cross-key rules), its plugin and the plugin's config,
-its table roles, its alert rules against the mapper's columns, then what the
+its table roles, its models and alert rules against the mapper's columns, then what the
 mapper writes against the table specs
 (`sinkframe.schema.contract`).
 """
@@ -66,8 +66,14 @@ def _check_connector(connector: ConnectorConfig, registry: PluginRegistry, spec:
         return [connector.doc.problem(("mapper", "plugin"), str(err))], {}
     except ConfigError as err:
         return err.problems, {}
-    _rules, problems = parse_rules(list(connector.alerts), mapper.targets,
-                                   where=lambda path: connector.doc.problem(path, ""))
+    from sinkframe.models.spec import parse_models, with_model_columns
+
+    where = lambda path: connector.doc.problem(path, "")  # noqa: E731
+    models, problems = parse_models(list(connector.models), mapper.targets, where=where)
+    # A model's score is a column its alert rules may use (`when: contact_health > 0.8`).
+    _rules, rule_problems = parse_rules(list(connector.alerts), with_model_columns(mapper.targets, models),
+                                        where=where)
+    problems += rule_problems
     if spec is None:
         problems.append(connector.doc.problem(("tables",), f"cannot check target tables: {spec_problem}"))
         return problems, targets
