@@ -90,7 +90,7 @@ def evaluate(truth: Mapping[str, Any], keys: Sequence[str], times: np.ndarray, a
         seconds_scoring=seconds_scoring, leads=leads)
 
 
-def render_text(evaluation: Evaluation) -> str:
+def render_text(evaluation: Evaluation, *, cost: bool = True) -> str:
     e = evaluation
     lead = "-" if e.median_lead_seconds is None else f"{e.median_lead_seconds / 60:.0f} min"
     lines = [
@@ -99,9 +99,90 @@ def render_text(evaluation: Evaluation) -> str:
         f"({100 * e.share_in_time:.0f}%); median lead {lead}",
         f"false alarms: {e.false_alarms} on {e.healthy} healthy breakers over {e.healthy_days:.1f} breaker-days "
         f"= {e.false_alarms_per_100_days:.2f} per 100 breaker-days",
-        f"scoring cost: {e.microseconds_per_row:.2f} us/row ({e.rows} rows in {e.seconds_scoring:.2f} s)",
     ]
+    if cost:
+        lines.append(f"scoring cost: {e.microseconds_per_row:.2f} us/row ({e.rows} rows in {e.seconds_scoring:.2f} s)")
     for device, value in sorted(e.leads.items()):
         lines.append(f"  {device}: " + ("not alarmed before its trip" if value is None
                                          else f"alarmed {value / 60:.0f} min before its trip"))
     return "\n".join(lines)
+
+
+# -- against the database: `sinkframe models evaluate` ------------------------------------------
+
+BATCH_ROWS = 20_000  # rows per scoring call, as a sink's batch
+
+
+@dataclass
+class ModelEvaluation:
+    connector: str
+    model: str
+    version: int
+    rescored: Evaluation  # the rows of the window scored again here (what scoring costs is measured here)
+    stream: Evaluation | None  # the alarms the sink stored in sinkframe_scores for the window, if any
+
+
+def evaluate_models(paths, settings, truth: Mapping[str, Any], *, since: datetime | None = None,
+                    until: datetime | None = None, plugins_dirs=()) -> list[ModelEvaluation]:
+    """Each model's newest version on the rows of [since, until) (default: the truth's window)."""
+    import time
+    from datetime import timezone
+
+    from sinkframe.errors import ModelError
+    from sinkframe.mapping.registry import PluginRegistry
+    from sinkframe.models import detector, store
+    from sinkframe.models.fit import bound_models, connect
+    from sinkframe.models.history import read_rows
+    from sinkframe.models.params import detector_from_json
+    from sinkframe.pipeline.runner import load_connectors
+
+    window = truth.get("window") or [None, None]
+    since = since or (datetime.fromtimestamp(_epoch(window[0]), timezone.utc) if window[0] else None)
+    until = until or (datetime.fromtimestamp(_epoch(window[1]), timezone.utc) if window[1] else None)
+    if since is None:
+        raise ModelError("the ground truth has no window: give --since")
+    found = []
+    with connect(settings, "sinkframe-models-evaluate") as conn:
+        for model in bound_models(load_connectors(paths), PluginRegistry(plugins_dirs)):
+            with conn.cursor() as cur:
+                version = store.latest_versions(cur, model.connector, [model.spec.name]).get(model.spec.name)
+                if version is None:
+                    raise ModelError(f"connector {model.connector}: model {model.spec.name} has no fitted version; "
+                                     "run `sinkframe models fit` first")
+                fitted = detector_from_json(store.version_parameters(cur, model.connector, model.spec.name, version),
+                                            model=f"{model.connector}/{model.spec.name} version {version}")
+            rows = read_rows(conn, model.target.identifier, model.spec, since=since, until=until)
+            order = np.argsort(rows.times, kind="stable")  # the stream's order: by time, keys interleaved
+            keys = [rows.keys[i] for i in order]
+            times, response, loads = rows.times[order], rows.response[order], rows.loads[order]
+            states, alarms, spent = {}, [], 0.0
+            for lo in range(0, len(keys), BATCH_ROWS):
+                part = detector.Rows(keys[lo:lo + BATCH_ROWS], times[lo:lo + BATCH_ROWS],
+                                     response[lo:lo + BATCH_ROWS], loads[lo:lo + BATCH_ROWS])
+                began = time.perf_counter()
+                result = detector.score(fitted, part, states)
+                spent += time.perf_counter() - began
+                states.update(result.states)
+                alarms.append(result.alarm)
+            rescored = evaluate(truth, keys, times, np.concatenate(alarms) if alarms else np.zeros(0, bool),
+                                seconds_scoring=spent)
+            found.append(ModelEvaluation(model.connector, model.spec.name, version, rescored,
+                                         _stream(conn, truth, model, since, until)))
+    return found
+
+
+def _stream(conn, truth, model, since, until) -> Evaluation | None:
+    from psycopg import sql
+
+    from sinkframe.models import store
+
+    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (store.SCORES_TABLE,)).fetchone()[0]:
+        return None
+    query = sql.SQL("SELECT score_key, extract(epoch FROM bucket)::float8, alarm FROM {} WHERE connector = %s "
+                    "AND model = %s AND bucket >= %s AND (%s::timestamptz IS NULL OR bucket < %s)").format(
+        sql.Identifier(store.SCORES_TABLE))
+    found = conn.execute(query, (model.connector, model.spec.name, since, until, until)).fetchall()
+    if not found:
+        return None
+    return evaluate(truth, [r[0] for r in found], np.array([r[1] for r in found]), np.array([r[2] for r in found]),
+                    seconds_scoring=0.0)
