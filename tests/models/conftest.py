@@ -1,6 +1,7 @@
 """Helpers of the model tests: simulated breaker rows as the detector reads them, and a TimescaleDB database."""
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from datetime import datetime
@@ -16,6 +17,8 @@ from sinkframe.simulator import Fleet
 
 FEATURES = ("temperature", "current_phase_a", "current_phase_b", "current_phase_c")
 TIMESCALE_START = Path("/work/shared/timescaledb/start")
+# The server that script starts by default; used as it is when it already answers.
+TIMESCALE_DSN = os.environ.get("SINKFRAME_TEST_TIMESCALE_DSN", "postgresql://postgres@127.0.0.1:5442/postgres")
 
 
 def fleet_rows(fleet: Fleet, start: float, end: float, interval: float) -> Rows:
@@ -41,6 +44,11 @@ def take(rows: Rows, mask: np.ndarray) -> Rows:
 @pytest.fixture(scope="session")
 def timescale_server() -> str:
     """The shared TimescaleDB server's DSN (started if it is not running); skipped where there is none."""
+    try:
+        with psycopg.connect(TIMESCALE_DSN, connect_timeout=3):
+            return TIMESCALE_DSN
+    except psycopg.OperationalError:
+        pass
     if not TIMESCALE_START.exists():
         pytest.skip("no TimescaleDB server on this machine (/work/shared/timescaledb/start)")
     out = subprocess.run([str(TIMESCALE_START)], capture_output=True, text=True, timeout=600, check=True).stdout

@@ -165,6 +165,18 @@ def test_fit_then_stream_scores_alarms_and_alerts_the_failing_contact(setup):
     assert "false alarms: 0 on 11 healthy breakers" in report.output
     assert "as the sink scored them" in report.output and "us/row" in report.output
 
+    with exported(setup["env"]):
+        status = CliRunner().invoke(cli, ["status", str(setup["path"]), "--lookback", "3650d"])
+    top = status.output.split("highest model scores (worst first):\n", 1)[1].splitlines()
+    assert top[0].startswith(f"    contact_health {fault['device_id']} ") and "ALARM" in top[0], status.output
+    assert len(top) == 5
+
+    panel = next(p for p in json.loads((REPO / "deploy/grafana/dashboards/sinkframe.json").read_text())["panels"]
+                 if p["title"] == "Worst-scored devices")
+    worst = query(dsn, panel["targets"][0]["rawSql"].replace("$__timeFilter(bucket)", "bucket >= to_timestamp(0)"))
+    assert worst[0][:2] == (fault["device_id"], "contact_health") and worst[0][3] is True
+    assert len(worst) == 12
+
 
 def test_kill9_mid_stream_then_replay_gives_the_same_scores_once(setup):
     setup["send"](T0, T0 + 2 * DAY)

@@ -12,6 +12,8 @@ from sinkframe.errors import ModelError
 from sinkframe.models.detector import Baseline, Detector
 from sinkframe.models.params import detector_from_json, detector_to_json
 
+from sinktest.paths import REPO
+
 CONNECTOR = """\
 name: breakers
 topic: iot.breakers
@@ -116,3 +118,17 @@ def test_validate_names_each_problem_of_the_models_block_with_file_line_and_path
     models = "  - name: voltage_phase_a\n    features: [temperature, current_phase_a]\n"
     errors = validate_files([write(tmp_path, models)], schema_dir="schema")[0].errors
     assert len(errors) == 1 and "already has a column 'voltage_phase_a'" in errors[0]
+
+
+def test_the_shipped_smart_breaker_connector_documents_a_model_and_a_rule_that_validate(tmp_path):
+    """configs/smart_breaker.yaml's commented models: block and its rule, uncommented, pass validate."""
+    shipped = (REPO / "configs" / "smart_breaker.yaml").read_text()
+    lines = shipped.splitlines()
+    start = lines.index("# models:")
+    block = [line[2:] for line in lines[start:] if line.startswith("# ")]
+    assert any("when: contact_health > 0.8" in line for line in block)
+    enabled = "\n".join(line for line in lines if not line.startswith("#")) + "\n" + "\n".join(block) + "\n"
+    path = tmp_path / "smart_breaker.yaml"
+    path.write_text(enabled)
+    reports = validate_files([path], schema_dir=str(REPO / "schema"))
+    assert reports[0].errors == [], reports[0].errors
