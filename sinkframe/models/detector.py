@@ -30,6 +30,8 @@ of the same rows from the same state gives bit-identical scores.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -129,6 +131,19 @@ class _Steps:
             yield rows[bounds[step]:bounds[step + 1]]
 
 
+def _row_max(loads: np.ndarray) -> np.ndarray:
+    """Per row, over a few load columns: column by column (numpy's reduce along a short axis is slow)."""
+    return functools.reduce(np.maximum, loads.T) if loads.shape[1] else np.full(len(loads), np.nan)
+
+
+def _row_min(loads: np.ndarray) -> np.ndarray:
+    return functools.reduce(np.minimum, loads.T) if loads.shape[1] else np.full(len(loads), np.nan)
+
+
+def _row_mean(loads: np.ndarray) -> np.ndarray:
+    return functools.reduce(np.add, loads.T) / loads.shape[1] if loads.shape[1] else np.full(len(loads), np.nan)
+
+
 def _lag_loads(index, times, loads, tau, peak2, mean, last, off, steps: _Steps) -> tuple[np.ndarray, np.ndarray]:
     """Loads lagged per key by its `tau` (first-order filter in event time), updating the state arrays in place.
 
@@ -139,9 +154,10 @@ def _lag_loads(index, times, loads, tau, peak2, mean, last, off, steps: _Steps) 
     ago (`off`: its last open row; a trip cools it in a way the lag does not follow),
     and likewise after a key's first row.
     """
-    row_peak2 = loads.max(axis=1) ** 2
-    row_mean = loads.mean(axis=1)
-    is_off = ~(loads.max(axis=1) > 0)
+    peak = _row_max(loads)
+    row_peak2 = peak * peak
+    row_mean = _row_mean(loads)
+    is_off = ~(peak > 0)
     out_peak2, out_mean = np.full(len(index), np.nan), np.full(len(index), np.nan)
     for rows in steps:
         k = index[rows]
@@ -183,8 +199,8 @@ def _design(times: np.ndarray, peak2: np.ndarray, mean: np.ndarray) -> np.ndarra
 
 def _balance(loads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Phase imbalance per row (NaN without load) and mean load."""
-    mean = loads.mean(axis=1)
-    spread = loads.max(axis=1) - loads.min(axis=1)
+    mean = _row_mean(loads)
+    spread = _row_max(loads) - _row_min(loads)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(mean > 0, spread / mean, np.nan), mean
 
@@ -195,7 +211,7 @@ def _spread(values: np.ndarray, floor: float) -> float:
 
 
 def _usable(rows: Rows) -> np.ndarray:
-    return np.isfinite(rows.response) & np.isfinite(rows.loads).all(axis=1) & np.isfinite(rows.times)
+    return np.isfinite(rows.response) & np.isfinite(_row_mean(rows.loads)) & np.isfinite(rows.times)
 
 
 def fit(rows: Rows) -> tuple[Detector, dict]:
@@ -267,7 +283,7 @@ def score(detector: Detector, rows: Rows, states: Mapping[str, KeyState]) -> Sco
     """Score the rows in order, each key continuing from its state in `states` (a key not in it starts afresh)."""
     names = list(detector.baselines)
     position = {name: i for i, name in enumerate(names)}
-    index = np.fromiter((position.get(k, -1) for k in rows.keys), dtype=np.int64, count=len(rows))
+    index = np.fromiter(map(position.get, rows.keys, itertools.repeat(-1)), dtype=np.int64, count=len(rows))
     live = np.flatnonzero((index >= 0) & _usable(rows))
     coef, sigma, tau, centre, spread, load_median = _table(detector, names)
     before = [states.get(name) for name in names]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -114,7 +115,10 @@ class ModelScorer:
         if keys and type(keys[0]) is not str:
             keys = [None if k is None else str(k) for k in keys]
         times = columns.columns[position[model.time_column]]
-        epoch = np.array([np.nan if t is None else t.timestamp() for t in times], dtype=float)
+        try:
+            epoch = np.fromiter(map(datetime.timestamp, times), dtype=float, count=len(times))
+        except TypeError:  # a NULL time among them: that row is not scored
+            epoch = np.array([np.nan if t is None else t.timestamp() for t in times], dtype=float)
         features = [np.array(columns.columns[position[f]], dtype=float) for f in model.features]
         return Rows(keys, epoch, features[0], np.column_stack(features[1:]))
 

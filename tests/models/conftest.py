@@ -1,44 +1,17 @@
-"""Helpers of the model tests: simulated breaker rows as the detector reads them, and a TimescaleDB database."""
+"""Fixtures of the model tests: a TimescaleDB database of the test's own."""
 from __future__ import annotations
 
 import os
 import subprocess
 import uuid
-from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import orjson
 import psycopg
 import pytest
 
-from sinkframe.models.detector import Rows
-from sinkframe.simulator import Fleet
-
-FEATURES = ("temperature", "current_phase_a", "current_phase_b", "current_phase_c")
 TIMESCALE_START = Path("/work/shared/timescaledb/start")
 # The server that script starts by default; used as it is when it already answers.
 TIMESCALE_DSN = os.environ.get("SINKFRAME_TEST_TIMESCALE_DSN", "postgresql://postgres@127.0.0.1:5442/postgres")
-
-
-def fleet_rows(fleet: Fleet, start: float, end: float, interval: float) -> Rows:
-    """The smart_breaker readings of `fleet` in stream order, as the detector's Rows."""
-    keys, times, response, loads = [], [], [], []
-    for message in fleet.history(start, end, interval):
-        if message.kind != "smart_breaker":
-            continue
-        body = orjson.loads(message.value)
-        values = body["measurements"]
-        keys.append(body["device_id"])
-        times.append(datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp())
-        response.append(values["temperature"])
-        loads.append([values[name] for name in FEATURES[1:]])
-    return Rows(keys, np.array(times), np.array(response, dtype=float), np.array(loads, dtype=float))
-
-
-def take(rows: Rows, mask: np.ndarray) -> Rows:
-    picked = np.flatnonzero(mask)
-    return Rows([rows.keys[i] for i in picked], rows.times[picked], rows.response[picked], rows.loads[picked])
 
 
 @pytest.fixture(scope="session")

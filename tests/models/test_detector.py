@@ -11,7 +11,7 @@ from sinkframe.models import detector
 from sinkframe.models.evaluate import evaluate
 from sinkframe.simulator import Fleet
 
-from conftest import fleet_rows, take
+from modelrows import fleet_rows, take
 
 DAY = 86400.0
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc).timestamp()

@@ -122,12 +122,13 @@ def test_validate_names_each_problem_of_the_models_block_with_file_line_and_path
 
 def test_the_shipped_smart_breaker_connector_documents_a_model_and_a_rule_that_validate(tmp_path):
     """configs/smart_breaker.yaml's commented models: block and its rule, uncommented, pass validate."""
-    shipped = (REPO / "configs" / "smart_breaker.yaml").read_text()
-    lines = shipped.splitlines()
-    start = lines.index("# models:")
-    block = [line[2:] for line in lines[start:] if line.startswith("# ")]
-    assert any("when: contact_health > 0.8" in line for line in block)
-    enabled = "\n".join(line for line in lines if not line.startswith("#")) + "\n" + "\n".join(block) + "\n"
+    lines = (REPO / "configs" / "smart_breaker.yaml").read_text().splitlines()
+    start, rule = lines.index("# models:"), lines.index("# the rule on its score, for the alerts: list:")
+    model_block = [line[2:] for line in lines[start + 1:rule] if line.startswith("#  ")]
+    rule_block = [line[2:] for line in lines[rule + 1:] if line.startswith("#  ")]
+    assert any("when: contact_health > 0.8" in line for line in rule_block)
+    enabled = "\n".join([*(line for line in lines if not line.startswith("#")), "models:", *model_block,
+                         "alerts:", *rule_block]) + "\n"
     path = tmp_path / "smart_breaker.yaml"
     path.write_text(enabled)
     reports = validate_files([path], schema_dir=str(REPO / "schema"))
