@@ -4,6 +4,8 @@ Starts a local Kafka-compatible broker (Tansu) and an embedded TimescaleDB
 (PGlite + TimescaleDB in Node.js), produces a day of simulated fleet traffic for
 the three topics, runs the shipped connectors until they are idle, refreshes the
 continuous aggregates and prints what landed, using the seed's example queries.
+With `--degrading N` the smart-breaker connector also scores its rows with a model
+fitted on the first half of the range (cli/demo_models.py, docs/models.md).
 """
 from __future__ import annotations
 

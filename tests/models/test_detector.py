@@ -1,7 +1,6 @@
 """The contact-health detector, pure: it learns healthy breakers, alarms on a failing contact, replays exactly."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 import numpy as np
