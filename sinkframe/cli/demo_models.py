@@ -22,20 +22,11 @@ from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.models import store
 from sinkframe.models.evaluate import evaluate, render_text
 from sinkframe.models.fit import bound_models, fit_one
+from sinkframe.models.spec import SMART_BREAKER_MODELS
 from sinkframe.pipeline.runner import load_connectors, run_connectors
 from sinkframe.simulator import Fleet, produce
 
 SMART_BREAKER = "configs/smart_breaker.yaml"
-MODEL_BLOCK = """
-models:
-  - name: contact_health
-    features: [temperature, current_phase_a, current_phase_b, current_phase_c]
-    key: device_id
-alerts:
-  - name: contact_failing
-    when: contact_health > 0.8
-    severity: critical
-"""
 
 
 def run_scored_demo(bootstrap: str, dsn: str, settings: Settings, workdir: Path, *, devices: int, seed: int,
@@ -49,7 +40,7 @@ def run_scored_demo(bootstrap: str, dsn: str, settings: Settings, workdir: Path,
     fleet = Fleet(devices=devices, seed=seed, malformed_rate=malformed_rate, degrading=degrading,
                   degrade_window=(middle, end))
     scored = workdir / "smart_breaker_scored.yaml"
-    scored.write_text(Path(SMART_BREAKER).read_text() + MODEL_BLOCK)
+    scored.write_text(Path(SMART_BREAKER).read_text() + SMART_BREAKER_MODELS)
     paths = [scored if c == SMART_BREAKER else Path(c) for c in configs]
     _ingest(bootstrap, fleet, paths, settings, (start, middle, interval), "first half (history)")
     model = bound_models(load_connectors([scored]), PluginRegistry())[0]

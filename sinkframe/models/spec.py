@@ -27,6 +27,19 @@ from sinkframe.mapping.base import Column, Target
 
 SCORE_TYPE = "double precision"  # what a model column is to alert rules
 
+# The contact-health model and a rule on its score, as appended to configs/smart_breaker.yaml (whose
+# comments document the same) by `sinkframe demo --degrading N`, and for the benchmark's "scoring on".
+SMART_BREAKER_MODELS = """
+models:
+  - name: contact_health
+    features: [temperature, current_phase_a, current_phase_b, current_phase_c]
+    key: device_id
+alerts:
+  - name: contact_failing
+    when: contact_health > 0.8
+    severity: critical
+"""
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str

@@ -133,3 +133,11 @@ def test_the_shipped_smart_breaker_connector_documents_a_model_and_a_rule_that_v
     path.write_text(enabled)
     reports = validate_files([path], schema_dir=str(REPO / "schema"))
     assert reports[0].errors == [], reports[0].errors
+
+
+def test_the_block_the_demo_appends_to_the_shipped_connector_validates(tmp_path):
+    from sinkframe.models.spec import SMART_BREAKER_MODELS
+
+    path = tmp_path / "smart_breaker.yaml"
+    path.write_text((REPO / "configs" / "smart_breaker.yaml").read_text() + SMART_BREAKER_MODELS)
+    assert validate_files([path], schema_dir=str(REPO / "schema"))[0].errors == []
