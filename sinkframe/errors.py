@@ -71,3 +71,7 @@ class SchemaError(SinkframeError):
 
 class ConnectorFailed(SinkframeError):
     """A connector stopped because of an error its error policy does not tolerate."""
+
+
+class ModelError(SinkframeError):
+    """A stored model cannot be used: parameters that are not the data a detector reads, or no version."""

@@ -12,6 +12,7 @@ the work is done by the package each command belongs to.
 | tenants.py | `tenants add`, `tenants plan`, `tenants list`, `tenants remove` |
 | bench.py | `bench` |
 | demo.py | `demo` |
+| models.py | `models fit`, `models list`, `models evaluate` |
 """
 from sinkframe.cli.main import cli, main
 

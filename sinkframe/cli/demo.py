@@ -4,6 +4,8 @@ Starts a local Kafka-compatible broker (Tansu) and an embedded TimescaleDB
 (PGlite + TimescaleDB in Node.js), produces a day of simulated fleet traffic for
 the three topics, runs the shipped connectors until they are idle, refreshes the
 continuous aggregates and prints what landed, using the seed's example queries.
+With `--degrading N` the smart-breaker connector also scores its rows with a model
+fitted on the first half of the range (cli/demo_models.py, docs/models.md).
 """
 from __future__ import annotations
 
@@ -42,20 +44,23 @@ SEED_QUERIES = {
 @click.option("--malformed-rate", default=0.002, show_default=True, help="Share of malformed messages.")
 @click.option("--database-url", help="Use this database instead of the embedded TimescaleDB engine.")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--degrading", default=0, show_default=True,
+              help="Breakers whose contact fails in the second half: a model fitted on the first half scores "
+                   "the second and alarms (docs/models.md).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the sink's log (one line per dead letter, etc.).")
-def demo(devices, hours, interval, malformed_rate, database_url, seed, verbose):
+def demo(devices, hours, interval, malformed_rate, database_url, seed, degrading, verbose):
     """Run the whole pipeline locally on simulated traffic and print what landed."""
     if not verbose:  # the summary reports dead letters; one log line each would bury it
         logging.getLogger("sinkframe").setLevel(logging.ERROR)
     try:
         run_demo(devices=devices, hours=hours, interval=interval, malformed_rate=malformed_rate,
-                 database_url=database_url, seed=seed)
+                 database_url=database_url, seed=seed, degrading=degrading)
     except SinkframeError as err:
         raise click.ClickException(str(err)) from None
 
 
 def run_demo(*, devices: int, hours: float, interval: float, malformed_rate: float,
-             database_url: str | None, seed: int) -> None:
+             database_url: str | None, seed: int, degrading: int = 0) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sinkframe-demo-"))
     click.echo(f"sinkframe demo: logs in {workdir}")
     with TansuBroker(log_path=workdir / "broker.log") as broker:
@@ -66,10 +71,19 @@ def run_demo(*, devices: int, hours: float, interval: float, malformed_rate: flo
             click.echo(f"  database    {'embedded TimescaleDB on port ' + str(engine.port) if engine else 'given URL'}")
             create_topics(broker.bootstrap, DEFAULT_TOPICS.values(), partitions=3)
             now = time.time()
-            fleet = Fleet(devices=devices, seed=seed, malformed_rate=malformed_rate)
-            report = produce(broker.bootstrap, fleet, rate=None, backfill=(now - hours * 3600, now, interval))
-            click.echo(f"  produced    {report.sent} messages ({dict(report.by_topic)}) in {report.seconds:.1f}s")
+            start = now - hours * 3600
             settings = _demo_settings(broker.bootstrap, dsn, embedded=engine is not None)
+            if degrading:
+                from sinkframe.cli.demo_models import run_scored_demo
+
+                run_scored_demo(broker.bootstrap, dsn, settings, workdir, devices=devices, seed=seed,
+                                malformed_rate=malformed_rate, window=(start, now, interval), degrading=degrading,
+                                configs=CONFIGS)
+                _print_summary(dsn)
+                return
+            fleet = Fleet(devices=devices, seed=seed, malformed_rate=malformed_rate)
+            report = produce(broker.bootstrap, fleet, rate=None, backfill=(start, now, interval))
+            click.echo(f"  produced    {report.sent} messages ({dict(report.by_topic)}) in {report.seconds:.1f}s")
             started = time.monotonic()
             pipeline = run_connectors([Path(c) for c in CONFIGS], settings, idle_exit=3.0)
             consumed = sum(t.stats.messages for t in pipeline.tasks)

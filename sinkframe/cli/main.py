@@ -210,10 +210,10 @@ def _variables_table(files: list[Path], root: Path) -> str:
 
 def _mount_command_groups() -> None:
     """The commands of the other modules of this package (imported here: they import nothing of main)."""
-    from sinkframe.cli import alerts, bench, demo, init, ops, schema, tenants
+    from sinkframe.cli import alerts, bench, demo, init, models, ops, schema, tenants
 
     for command in (init.init_cli, schema.schema_group, *tenants.commands, *ops.commands, *alerts.commands,
-                    *bench.commands, *demo.commands):
+                    *bench.commands, *demo.commands, *models.commands):
         cli.add_command(command)
 
 

@@ -102,8 +102,16 @@ def status(files, plugins_dirs, brokers, database_url, schema_dir, lookback, ten
               help="Partitions of topics this command creates.")
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True,
               help="Create missing topics first.")
+@click.option("--degrading", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Breakers whose contact fails over hours (hotter than their load, phases apart) and ends "
+                   "in a thermal trip; needs --backfill or --duration.")
+@click.option("--degrading-window", type=Duration(), default="1d", show_default=True,
+              help="With --degrading: the trips fall in this last stretch of the run.")
+@click.option("--truth", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the ground truth (degrading breakers, onset, trip) to this JSON file.")
 def simulate(devices, rate, duration, count, backfill, interval, brokers, seed, kinds, topic_overrides,
-             malformed_rate, late_rate, out_of_order_rate, trip_rate, sensor_share, partitions, create_topics):
+             malformed_rate, late_rate, out_of_order_rate, trip_rate, sensor_share, partitions, create_topics,
+             degrading, degrading_window, truth):
     """Send realistic fleet telemetry (smart breakers and sensors) to Kafka."""
     from sinkframe.simulator import DEFAULT_TOPICS, KINDS, Fleet, ensure_topics, produce
     from sinkframe.simulator.produce import producer_config
@@ -117,17 +125,21 @@ def simulate(devices, rate, duration, count, backfill, interval, brokers, seed, 
             raise click.BadParameter(f"{item!r}: expected KIND=TOPIC with KIND one of {', '.join(KINDS)}",
                                      param_hint="--topic")
         topics[kind] = name
-    try:
-        fleet = Fleet(devices=devices, seed=seed, kinds=kinds or KINDS, malformed_rate=malformed_rate,
-                      late_rate=late_rate, out_of_order_rate=out_of_order_rate, trip_rate=trip_rate,
-                      sensor_share=sensor_share)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
-    config = producer_config(kafka)
     window = None
     if backfill is not None:
         end = parse_instant("now").timestamp()
         window = (end - backfill, end, interval)
+    try:
+        fleet = Fleet(devices=devices, seed=seed, kinds=kinds or KINDS, malformed_rate=malformed_rate,
+                      late_rate=late_rate, out_of_order_rate=out_of_order_rate, trip_rate=trip_rate,
+                      sensor_share=sensor_share, degrading=degrading,
+                      degrade_window=_degrade_window(degrading, degrading_window, window, duration))
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    if truth is not None:
+        truth.write_text(json.dumps(fleet.truth(), indent=2) + "\n", encoding="utf-8")
+        click.echo(f"ground truth: {truth}", err=True)
+    config = producer_config(kafka)
     used = sorted({topics[k] for k in fleet.kinds})
 
     def send():
@@ -149,6 +161,21 @@ def simulate(devices, rate, duration, count, backfill, interval, brokers, seed, 
     if report.failed:
         click.echo(f"error: {report.first_error}", err=True)
         sys.exit(1)
+
+
+def _degrade_window(degrading: int, last: float, backfill: tuple | None,
+                    duration: float | None) -> tuple[float, float] | None:
+    """Where the trips of failing contacts fall: the last `last` seconds of the run."""
+    if not degrading:
+        return None
+    if backfill is not None:
+        start, end = backfill[0], backfill[1]
+    elif duration is not None:
+        start = parse_instant("now").timestamp()
+        end = start + duration
+    else:
+        raise click.UsageError("--degrading needs a run of known length: give --backfill or --duration")
+    return max(start, end - last), end
 
 
 def _print_progress(report) -> None:

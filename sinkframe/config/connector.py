@@ -101,6 +101,26 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
                            "checked against the mapper's columns (sinkframe.alerts.rules).",
             "items": {"type": "object"},
         },
+        "models": {
+            "type": "array", "default": [],
+            "description": "Models scoring the rows this connector writes, each a column for alert rules; "
+                           "columns checked against the mapper's (sinkframe.models.spec, docs/models.md).",
+            "items": {
+                "type": "object", "additionalProperties": False, "required": ["name", "features"],
+                "properties": {
+                    "name": {"type": "string", "pattern": r"^[a-z_][a-z0-9_]{0,62}$",
+                             "description": "The model's name, and its score's column for alert rules."},
+                    "features": {"type": "array", "minItems": 2, "items": {"type": "string", "minLength": 1},
+                                 "description": "Numeric columns: the one explained first (temperature), "
+                                                "then the loads that explain it (phase currents)."},
+                    "key": {"type": "string", "minLength": 1,
+                            "description": "The column a baseline and a smoothing are kept per (default "
+                                           "device_id)."},
+                    "table": {"type": "string", "minLength": 1,
+                              "description": "The mapper role whose rows are scored (default: the first)."},
+                },
+            },
+        },
         "alerts_topic": {
             "type": ["string", "null"], "pattern": TOPIC_PATTERN, "default": None,
             "description": "Kafka topic for alert transitions: JSON keyed by rule and key (at-least-once).",
@@ -138,6 +158,7 @@ class ConnectorConfig:
     tenant: Mapping[str, str] | None = None  # {field: name} or {key_prefix: separator}
     alerts: tuple = ()  # the `alerts:` rules as written; parsed against the mapper's targets
     alerts_topic: str | None = None
+    models: tuple = ()  # the `models:` entries as written; parsed against the mapper's targets
     source: YamlDocument | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -317,6 +338,7 @@ def _connector_config(doc: YamlDocument, data: Mapping[str, Any], message_schema
         tenant=data.get("tenant"),
         alerts=tuple(data["alerts"]),
         alerts_topic=data["alerts_topic"],
+        models=tuple(data["models"]),
         source=doc,
     )
 

@@ -2,9 +2,9 @@
 
 A file is checked layer by layer, in the order a run would meet its problems: the
 file itself (YAML, connector schema, cross-key rules), its plugin, the plugin's
-config, its table roles, its alert rules against the mapper's columns, then what
-the mapper writes against the table specs (`sinkframe.schema.contract`). A
-mistake in one layer does not hide the others: a value the connector schema
+config, its table roles, its models and alert rules against the mapper's columns,
+then what the mapper writes against the table specs (`sinkframe.schema.contract`).
+A mistake in one layer does not hide the others: a value the connector schema
 refuses is set aside (`ConnectorCheck`), and every layer that does not depend on
 it still runs.
 
@@ -89,7 +89,7 @@ class _ConnectorChecks:
             return {}
         mapper = self._plugin_config(mapper_cls)
         targets = self._tables(mapper)
-        self._alerts(mapper)
+        self._models_and_alerts(mapper)
         self._table_specs(targets)
         return targets
 
@@ -135,15 +135,20 @@ class _ConnectorChecks:
             self.add(err.problems)
         return resolve_targets(replace(connector, tables=known), mapper)
 
-    def _alerts(self, mapper) -> None:
+    def _models_and_alerts(self, mapper) -> None:
         from sinkframe.alerts import parse_rules
+        from sinkframe.models.spec import parse_models, with_model_columns
 
         connector = self.connector
+        where = lambda path: connector.doc.problem(path, "")  # noqa: E731
+        models, problems = parse_models(list(connector.models), mapper.targets, where=where)
+        self.add(problems)
         if not self.check.usable("alerts"):
             self.note(("alerts",), "the alert rules, until $.alerts is a list of rules")
             return
-        _rules, problems = parse_rules(list(connector.alerts), mapper.targets,
-                                       where=lambda path: connector.doc.problem(path, ""))
+        # A model's score is a column its alert rules may use (`when: contact_health > 0.8`).
+        _rules, problems = parse_rules(list(connector.alerts), with_model_columns(mapper.targets, models),
+                                       where=where)
         self.add(problems)
 
     def _table_specs(self, targets: dict) -> None:

@@ -85,6 +85,7 @@ class ConnectorStatus:
     schema: str = "unknown"
     schema_details: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    worst_scores: list[dict] = field(default_factory=list)  # models: the highest-scored keys lately
 
     progress: str | None = None  # "stalled: ..." when messages wait and nothing was stored for a while
 
@@ -155,7 +156,23 @@ def collect_status(files: Sequence[Path], settings: Settings, *, plugins_dirs: S
             _read_database(conn, connector, status, tables[connector.name], lookback, registered)
             _read_schema(conn, settings, status, tables[connector.name], registered)
             status.judge_progress(settings.stall_after)
+            _read_scores(conn, connector, status, lookback)
     return report
+
+
+def _read_scores(conn: psycopg.Connection, connector: ConnectorConfig, status: ConnectorStatus,
+                 lookback: float, limit: int = 5) -> None:
+    """The keys its models scored highest within the lookback (sinkframe.models)."""
+    if not connector.models:
+        return
+    from datetime import datetime, timedelta, timezone
+
+    from sinkframe.models.store import worst_keys
+
+    since = datetime.now(timezone.utc) - timedelta(seconds=lookback)
+    status.worst_scores = [{"model": w.model, "key": w.score_key, "score": w.score, "alarm": w.alarm,
+                            "bucket": w.bucket.isoformat()}
+                           for w in worst_keys(conn, connector.name, since=since, limit=limit)]
 
 
 def _registered_tenant(conn: psycopg.Connection, name: str) -> Tenant:
@@ -320,6 +337,10 @@ def render_text(report: StatusReport) -> str:
             routed = (f" ({c.tenant_dead_letters} at stage {ROUTE_STAGE} naming tenant {report.tenant})"
                       if c.tenant_dead_letters is not None else "")
             lines.append(f"  dead letters: {c.dead_letters}{routed}")
+        if c.worst_scores:
+            lines.append("  highest model scores (worst first):")
+            lines += [f"    {w['model']} {w['key']} {w['score']:.3f}{' ALARM' if w['alarm'] else ''} at {w['bucket']}"
+                      for w in c.worst_scores]
     return "\n".join(lines)
 
 

@@ -72,13 +72,20 @@ def resolve_targets(connector: ConnectorConfig, mapper: Mapper) -> dict[str, Res
 
 
 def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[str, ResolvedTarget],
-                   kafka: Mapping[str, str], *, retention: str | None = None):
-    """The connector's alert rules as a part of its write transaction; None when it has none."""
+                   kafka: Mapping[str, str], models: Sequence = (), *, retention: str | None = None):
+    """The connector's alert rules as a part of its write transaction; None when it has none.
+
+    `models` (ModelSpec): their scores are columns the rules may use.
+    """
+    from dataclasses import replace
+
     from sinkframe.alerts import parse_rules
     from sinkframe.alerts.publish import AlertPublisher
     from sinkframe.alerts.recorder import AlertRecorder
+    from sinkframe.models.spec import with_model_columns
 
-    rules, problems = parse_rules(list(connector.alerts), mapper.targets,
+    scored = with_model_columns(mapper.targets, models)
+    rules, problems = parse_rules(list(connector.alerts), scored,
                                   where=lambda path: connector.doc.problem(path, ""))
     if problems:
         raise ConfigError(problems[0], problems)
@@ -86,7 +93,27 @@ def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[
         return None
     publisher = (AlertPublisher(kafka, topic=connector.alerts_topic, connector=connector.name)
                  if connector.alerts_topic else None)
+    targets = {role: replace(resolved, target=scored[role]) for role, resolved in targets.items()}
     return AlertRecorder(connector.name, rules, targets, publisher=publisher, retention=retention)
+
+
+def transaction_parts(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[str, ResolvedTarget],
+                      kafka: Mapping[str, str], *, alerts_retention: str | None = None) -> list:
+    """What the connector writes with every batch besides its rows: model scores, then alerts (which may
+    use the scores)."""
+    from sinkframe.models.spec import parse_models
+
+    models, problems = parse_models(list(connector.models), mapper.targets,
+                                    where=lambda path: connector.doc.problem(path, ""))
+    if problems:
+        raise ConfigError(problems[0], problems)
+    alerts = alert_recorder(connector, mapper, targets, kafka, models, retention=alerts_retention)
+    if not models:
+        return [alerts] if alerts else []
+    from sinkframe.models.recorder import ModelScorer, ScoredAlerts
+
+    scorer = ModelScorer(connector.name, models, targets)
+    return [scorer, ScoredAlerts(alerts, scorer)] if alerts else [scorer]
 
 
 # What the pipeline is doing before its connectors run (readiness says it).
@@ -172,14 +199,14 @@ class Pipeline:
         for connector in self.connectors:
             mapper = build_mapper(connector, self.registry)
             targets = resolve_targets(connector, mapper)
-            alerts = alert_recorder(connector, mapper, targets, self.settings.kafka,
-                                    retention=self.settings.alerts_retention)
+            parts = transaction_parts(connector, mapper, targets, self.settings.kafka,
+                                      alerts_retention=self.settings.alerts_retention)
             router = self.tenant_router(connector)
             writer = BatchWriter(
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
                 targets=targets, method=self.settings.write_method,
                 dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None,
-                parts=[alerts] if alerts else (), routed=router is not None)
+                parts=parts, routed=router is not None)
             self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event,
                                             router=router))
 

@@ -18,6 +18,15 @@ load curve, temperature following the current with a thermal lag, energy
 integrated from active power, and occasional trips (random or on overload)
 after which a breaker stays tripped for a few minutes.
 
+Failing contacts (`degrading`): that many breakers, chosen by the seed, develop
+a contact whose resistance grows from its onset until it ends in a thermal trip
+(`degrading_faults`): the breaker runs hotter than its load explains, the failing
+phase carries less current than the others, and at the trip time the breaker
+trips for good. Healthy breakers keep their random and overload trips. The
+faults are planned from their own random stream, so the readings of the healthy
+breakers do not depend on how many others degrade. `Fleet.truth()` is the ground
+truth (which breakers, onset, trip) for measuring a detector.
+
 Imperfections, each at its own configurable rate per message: out-of-order
 messages (event time before the device's previous reading), late messages
 (event time minutes to hours in the past), and malformed messages that the
@@ -48,6 +57,13 @@ LATE_SECONDS = (120.0, 7200.0)  # how far in the past a late message's event tim
 TAU_SECONDS = 600.0  # thermal time constant of a breaker
 TRIP_SECONDS = (30.0, 300.0)  # how long a tripped breaker stays off
 OVERLOAD = 1.3  # a phase current above this times the rating trips the breaker
+# A failing contact: from onset to trip its resistance grows (as frac**2, frac
+# going 0 -> 1), heating the breaker by up to HOTSPOT_C times (HOTSPOT_IDLE + the
+# load share) and taking up to PHASE_DRIFT of its phase's current.
+DEGRADE_HOURS = (4.0, 10.0)  # how long a contact takes from onset to trip
+HOTSPOT_C = 60.0
+HOTSPOT_IDLE = 0.5
+PHASE_DRIFT = 0.3
 
 _MANUFACTURERS = (("ABB", "S800-SB"), ("Schneider Electric", "Acti9 iC60"),
                   ("Siemens", "5SY Smart"), ("Eaton", "xEffect SB"))
@@ -81,6 +97,20 @@ class Device:
     last_time: float | None = None
     readings: int = 0
     humidity: float = 45.0
+    fault: "ContactFault | None" = None
+
+
+@dataclass(frozen=True)
+class ContactFault:
+    """A failing contact on one phase of a breaker: onset and thermal trip, epoch seconds."""
+
+    phase: int  # 0, 1, 2 for a, b, c
+    onset: float
+    trip: float
+
+    def progress(self, t: float) -> float:
+        """0 before the onset, 1 at the trip."""
+        return min(max((t - self.onset) / (self.trip - self.onset), 0.0), 1.0)
 
 
 @dataclass
@@ -101,6 +131,8 @@ class Fleet:
     out_of_order_rate: float = 0.01
     trip_rate: float = 0.0005
     metadata_every: int = 10
+    degrading: int = 0  # breakers with a failing contact
+    degrade_window: tuple[float, float] | None = None  # (start, end) epoch s their trips fall in
     counts: Counter = field(default_factory=Counter, init=False)
 
     def __post_init__(self):
@@ -114,6 +146,8 @@ class Fleet:
             raise ValueError("a fleet needs at least one device")
         self._rng = random.Random(self.seed)
         self.fleet = [self._new_device(i) for i in range(self.devices)]
+        if self.degrading:
+            self._plan_faults()
 
     # -- the public API ------------------------------------------------------------
     def messages(self, now: float) -> Iterator[Message]:
@@ -141,6 +175,33 @@ class Fleet:
         per_sensor = len(kinds - {"smart_breaker"})
         breakers = sum(1 for d in self.fleet if d.device_type == BREAKER)
         return breakers * per_breaker + (self.devices - breakers) * per_sensor
+
+    def truth(self) -> dict:
+        """The ground truth of the failing contacts, as JSON-ready data (times ISO-8601 UTC)."""
+        faults = [{"device_id": d.device_id, "phase": "abc"[d.fault.phase], "onset": _iso(d.fault.onset),
+                   "trip": _iso(d.fault.trip)} for d in self.fleet if d.fault is not None]
+        window = self.degrade_window
+        return {"seed": self.seed, "devices": self.devices,
+                "breakers": [d.device_id for d in self.fleet if d.device_type == BREAKER],
+                "window": None if window is None else [_iso(window[0]), _iso(window[1])],
+                "degrading": faults}
+
+    def _plan_faults(self) -> None:
+        """Choose the failing breakers and their onset and trip times, from a random stream of their own."""
+        breakers = [d for d in self.fleet if d.device_type == BREAKER]
+        if self.degrading > len(breakers):
+            raise ValueError(f"degrading: {self.degrading} breakers asked, the fleet has {len(breakers)}")
+        if self.degrade_window is None:
+            raise ValueError("degrading breakers need a window (start, end) for their trips")
+        start, end = self.degrade_window
+        if end <= start:
+            raise ValueError("the degrading window must end after it starts")
+        planner = random.Random(f"contact-faults-{self.seed}")
+        for device in planner.sample(breakers, self.degrading):
+            hours = planner.uniform(*DEGRADE_HOURS)
+            duration = min(hours * 3600.0, 0.6 * (end - start))
+            trip = planner.uniform(start + duration, end - 0.05 * (end - start))
+            device.fault = ContactFault(planner.randrange(3), trip - duration, trip)
 
     # -- devices -------------------------------------------------------------------
     def _new_device(self, index: int) -> Device:
@@ -214,9 +275,17 @@ class Fleet:
         target = reading.pop("_target_temperature")
         overloaded = max(reading["current_phase_a"], reading["current_phase_b"],
                          reading["current_phase_c"]) > OVERLOAD * device.rated_a
-        if now >= device.tripped_until and (overloaded or rng.random() < self.trip_rate):
+        # Drawn on every reading, tripped or not: a breaker's state never shifts the others' random values.
+        chance, off_for = rng.random(), rng.uniform(*TRIP_SECONDS)
+        if now >= device.tripped_until and (overloaded or chance < self.trip_rate):
             device.trip_count += 1
-            device.tripped_until = now + rng.uniform(*TRIP_SECONDS)
+            device.tripped_until = now + off_for
+            reading.update(_tripped_values(), breaker_status="tripped", trip_count=device.trip_count)
+        fault = device.fault
+        if fault is not None and now >= fault.trip and device.tripped_until != math.inf:
+            # The thermal trip the failing contact ends in: the breaker stays off until repaired.
+            device.trip_count += 1
+            device.tripped_until = math.inf
             reading.update(_tripped_values(), breaker_status="tripped", trip_count=device.trip_count)
         # Temperature approaches its steady state for this current with a thermal lag.
         if device.temperature is None:
@@ -248,9 +317,12 @@ class Fleet:
         sag = 0.012 * math.cos(2 * math.pi * (hour - 3) / 24) - 0.01 * max(load - 0.6, 0)
         reading: dict = {"_target_temperature": 0.0}
         currents, voltages = [], []
-        for phase, skew in zip("abc", device.imbalance):
+        worn = 0.0 if device.fault is None else device.fault.progress(t) ** 2
+        for index, (phase, skew) in enumerate(zip("abc", device.imbalance)):
             volts = device.nominal_v * (1 + sag + skew * 0.05 + rng.gauss(0, 0.003))
             amps = max(device.rated_a * load * (1 + skew) + rng.gauss(0, 0.01 * device.rated_a), 0.0)
+            if worn and index == device.fault.phase:
+                amps *= 1.0 - PHASE_DRIFT * worn
             voltages.append(volts)
             currents.append(amps)
             reading[f"voltage_phase_{phase}"] = round(volts, 2)
@@ -258,7 +330,10 @@ class Fleet:
         pf = min(max(device.pf_base - 0.06 * (1 - min(load, 1.0)) + rng.gauss(0, 0.005), 0.5), 1.0)
         apparent = sum(v * i for v, i in zip(voltages, currents)) / 1000.0
         ambient = device.ambient_c + 4.0 * math.cos(2 * math.pi * (hour - 15) / 24)
-        reading["_target_temperature"] = ambient + 35.0 * (max(currents) / device.rated_a) ** 2
+        load_share = max(currents) / device.rated_a
+        reading["_target_temperature"] = ambient + 35.0 * load_share ** 2
+        if worn:
+            reading["_target_temperature"] += HOTSPOT_C * worn * (HOTSPOT_IDLE + load_share)
         reading.update(
             power_factor=round(pf, 3),
             frequency=round(device.frequency + rng.gauss(0, 0.015), 3),
