@@ -48,7 +48,10 @@ def test_init_output_passes_validate(project):
 
 def test_the_commented_examples_validate_once_uncommented(project):
     path = project / "configs" / "smart_breaker.yaml"
-    uncommented = re.sub(r"^# (alerts:|  |alerts_topic:|tenant:)", r"\1", path.read_text(), flags=re.M)
+    # The alert and tenant examples are indented by pairs of spaces; the models example, which needs
+    # its rule moved into alerts: by hand, by odd ones (tests/models covers it).
+    uncommented = re.sub(r"^# (alerts:|alerts_topic:|tenant:|(?:  )+(?=\S))", r"\1", path.read_text(),
+                         flags=re.M)
     assert "\nalerts:\n" in uncommented and "\ntenant:\n  field: tenant_id" in uncommented
     path.write_text(uncommented)
     result = CliRunner().invoke(cli, ["validate", str(path)])
