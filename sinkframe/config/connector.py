@@ -113,6 +113,11 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
                 "properties": {"type": "object", "default": {},
                                "description": "librdkafka properties for this connector.",
                                "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                "stored_offset_past_log_end": {
+                    "enum": ["stop", "earliest"], "default": "stop",
+                    "description": "When the database holds an offset beyond a partition's log end (topic "
+                                   "re-created or truncated): stop that partition with an error, or read it "
+                                   "again from its earliest offset (logged and counted)."},
             },
         },
     },
@@ -138,6 +143,7 @@ class ConnectorConfig:
     tenant: Mapping[str, str] | None = None  # {field: name} or {key_prefix: separator}
     alerts: tuple = ()  # the `alerts:` rules as written; parsed against the mapper's targets
     alerts_topic: str | None = None
+    stored_offset_past_log_end: str = "stop"  # stop | earliest (pipeline/logend.py)
     source: YamlDocument | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -236,6 +242,7 @@ def load_connector(path: Path, env: Mapping[str, str] | None = None) -> Connecto
         tenant=data.get("tenant"),
         alerts=tuple(data["alerts"]),
         alerts_topic=data["alerts_topic"],
+        stored_offset_past_log_end=consumer["stored_offset_past_log_end"],
         source=doc,
     )
 

@@ -16,7 +16,10 @@ that an older message never overwrites newer data.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
+import threading
 from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,6 +138,10 @@ class BatchWriter:
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
         self._tenant_targets: dict[str, ResolvedTarget] = {}
+        # The connection in use and, once given up, why (give_up_connection, another thread).
+        self._watch = threading.Lock()
+        self._in_use: psycopg.Connection | None = None
+        self._given_up: str | None = None
 
     def resolved(self, role: str) -> ResolvedTarget:
         """The target of a role key: a mapper role, or (routed) `tenant/role` in the tenant's schema."""
@@ -194,7 +201,11 @@ class BatchWriter:
         After an outage the pool reconnects with a doubling backoff (its next
         attempt can be minutes away after a long outage); a connection made here
         lets the sink resume as soon as the database answers again.
+        The connection is watched: `give_up_connection()` (another thread) shuts
+        it, and then it is closed, never put back for reuse.
         """
+        with self._watch:
+            self._given_up = None
         try:
             wait = POOL_WAIT_RECONNECTING_SECONDS if self._reconnecting else POOL_WAIT_SECONDS
             conn, pooled = self.pool.getconn(timeout=wait), True
@@ -202,27 +213,63 @@ class BatchWriter:
             if not self._reconnecting:
                 raise
             conn, pooled = psycopg.connect(self.pool.conninfo, **self.pool.kwargs), False
+        with self._watch:
+            self._in_use = conn
         try:
             with conn:  # commits or rolls back what is left open, as the pool's own does
                 yield conn
         finally:
+            with self._watch:
+                self._in_use, given_up = None, self._given_up
+            if given_up is not None:
+                conn.close()  # the pool discards a closed connection and opens a new one
             if pooled:
                 self.pool.putconn(conn)
             else:
                 conn.close()
+            if given_up is not None and not self.pool.closed:
+                # The pool's idle connections were opened before the fault too (after a
+                # failover or a partition they stay dead): replace them all.
+                self.pool.drain()
         # Back to the pool only once it gave a connection: while it is still in its
         # reconnect backoff, every write would first wait POOL_WAIT_SECONDS for it.
         self._reconnecting = not pooled
+
+    def give_up_connection(self, reason: str) -> None:
+        """Shut the connection a write or load is using now (from another thread); it errors at once.
+
+        A socket shutdown, not psycopg's cancel: a cancel request needs the server
+        to answer on a new connection, which a partition or failover never does.
+        """
+        with self._watch:
+            conn = self._in_use
+            if conn is None or self._given_up is not None:
+                return
+            self._given_up = reason
+            try:
+                sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            except (OSError, psycopg.OperationalError):
+                return  # already closed
+        log.warning("connector %s: giving up a database connection: %s", self.connector, reason)
+        with sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def stored_offsets(self) -> dict[int, int]:
         """The next offset of each partition stored for this connector's group and topic."""
         try:
             with self.connection() as conn:
-                offsets = load_offsets(conn, self.group_id, self.topic)
-        except Exception:
-            self._reconnecting = True
-            raise
-        return offsets
+                return load_offsets(conn, self.group_id, self.topic)
+        except Exception as err:
+            classified = self._classify(err)
+            self._reconnecting = self._reconnecting or isinstance(classified, RetriableWriteError)
+            if isinstance(classified, RetriableWriteError):
+                raise RetriableWriteError(f"connector {self.connector}: reading the stored offsets failed, "
+                                          f"will retry: {self._why(err)}") from err
+            raise WriteError(f"connector {self.connector}: reading the stored offsets failed: "
+                             f"{_describe(err)}") from err
 
     # -- setup ----------------------------------------------------------------------
     def ensure_framework_tables(self) -> None:
@@ -311,11 +358,17 @@ class BatchWriter:
         """Whether `role` is written with COPY, whose errors name the failing row."""
         return self.resolved(role).target.upsert is None and self.method == "copy"
 
+    def _why(self, err: Exception) -> str:
+        """The driver's words, or why the connection was given up when that is what broke it."""
+        given_up = self._given_up
+        return f"connection given up: {given_up}" if given_up else _describe(err)
+
     def _classify(self, err: Exception) -> Exception:
         state = dberrors.sqlstate_of(err)
         detail = _describe(err)
         if dberrors.is_retriable(err):
-            return RetriableWriteError(f"connector {self.connector}: writing a batch failed, will retry: {detail}")
+            return RetriableWriteError(f"connector {self.connector}: writing a batch failed, will retry: "
+                                       f"{self._why(err)}")
         if dberrors.is_poison(err):
             return RecordError("write", detail, sqlstate=state)
         return WriteError(f"connector {self.connector}: the database refused the batch "

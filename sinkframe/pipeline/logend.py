@@ -1,0 +1,129 @@
+"""Starting positions of assigned partitions, and a stored offset past the log end said out loud.
+
+The database may hold an offset beyond a partition's log end: the topic was
+deleted and re-created, or truncated, or (the test broker) restarted empty.
+Read from there, the partition would wait for records at that offset for ever,
+while the records below it (new ones, of the new log) would be skipped as
+"already stored" after librdkafka resets the position. So each partition is
+checked before its records are written (state CHECKING, positions.py), and the
+connector's policy applies (`consumer.stored_offset_past_log_end`):
+
+- `stop` (default): the partition stays paused, with an error naming the topic,
+  partition, stored offset and log end; `status` and the metrics show it
+  (`ConnectorStats.partitions_past_log_end`). The other partitions go on.
+- `earliest`: the partition is read again from the start of its log; the next
+  write moves the stored offset back (still a compare-and-set against the
+  offset it held). The jump is logged and counted (`ConnectorStats.log_end_restarts`).
+
+Where the log ends is taken from the high watermark that each fetch response
+carries (`get_watermark_offsets(cached=True)`), not from a ListOffsets request:
+that costs no blocking call on the consumer thread, and some brokers (Tansu)
+answer ListOffsets with the base offset of the last record batch + 1 rather
+than the log end. A cached value is only believed once it changed after the
+seek (a value from before may belong to the old log), or when a record at or
+after the stored offset arrives (which proves the log reaches it).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+
+from sinkframe.config.connector import ConnectorConfig
+from sinkframe.pipeline.positions import PartitionPositions
+from sinkframe.pipeline.stats import ConnectorStats
+
+log = logging.getLogger(__name__)
+
+PAST_LOG_END_POLICIES = ("stop", "earliest")
+COMMITTED_TIMEOUT_SECONDS = 5.0
+_EARLIEST_WORDS = {"earliest", "smallest", "beginning"}
+
+
+def describe_offset(offset: int) -> str:
+    return {OFFSET_BEGINNING: "earliest", OFFSET_END: "latest"}.get(offset, f"committed {offset}")
+
+
+class LogEndCheck:
+    def __init__(self, consumer: Consumer, connector: ConnectorConfig, positions: PartitionPositions,
+                 stats: ConnectorStats):
+        self.consumer = consumer
+        self.connector = connector
+        self.topic = connector.topic
+        self.positions = positions
+        self.stats = stats
+        self._high_before: dict[int, int] = {}  # partition -> cached high watermark when it was sought
+
+    def committed_or_reset(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Where partitions the database holds nothing of start: Kafka's committed offset, else auto.offset.reset."""
+        partitions = list(partitions)
+        if not partitions:
+            return {}
+        reset = self.connector.consumer_properties.get("auto.offset.reset", "earliest")
+        default = OFFSET_BEGINNING if reset.lower() in _EARLIEST_WORDS else OFFSET_END
+        try:
+            committed = self.consumer.committed([TopicPartition(self.topic, p) for p in partitions],
+                                                timeout=COMMITTED_TIMEOUT_SECONDS)
+        except KafkaException as err:
+            log.warning("connector %s: reading Kafka's committed offsets failed (%s); starting from %s",
+                        self.connector.name, err, describe_offset(default))
+            committed = []
+        found = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+        return {p: found.get(p, default) for p in partitions}
+
+    def sought(self, partition: int) -> None:
+        """The partition is about to be sought to its stored offset: note the watermark it had until now."""
+        self._high_before[partition] = self._cached_high(partition)
+
+    def check(self, partition: int, *, first_offset: int | None = None) -> bool:
+        """Settle a CHECKING partition if the broker has said enough.
+
+        `first_offset`: of the first of the partition's records just read. True if
+        those records may be kept; False if they are to be dropped (they are read
+        again, or the partition is stopped).
+        """
+        stored = self.positions.stored.get(partition)
+        if stored is None or first_offset is not None and first_offset >= stored:
+            self._confirm(partition, seek=False)
+            return True
+        high = self._cached_high(partition)
+        if high < 0 or high == self._high_before.get(partition, -1):
+            return False  # no fetch answered since the seek: the value may belong to the log before
+        if high >= stored:
+            # Records held back before this (none with first_offset) are read again from the stored offset.
+            self._confirm(partition, seek=first_offset is None)
+            return True
+        self._past_end(partition, stored, high)
+        return False
+
+    def _cached_high(self, partition: int) -> int:
+        try:
+            return self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)[1]
+        except KafkaException:
+            return -1
+
+    def _confirm(self, partition: int, *, seek: bool) -> None:
+        self.positions.confirm(partition)
+        self._high_before.pop(partition, None)
+        if seek:
+            self.consumer.seek(TopicPartition(self.topic, partition, self.positions.stored[partition]))
+
+    def _past_end(self, partition: int, stored: int, high: int) -> None:
+        self._high_before.pop(partition, None)
+        where = f"{self.topic}[{partition}]"
+        if self.connector.stored_offset_past_log_end == "earliest":
+            log.warning("connector %s: %s: the database holds offset %d but the log ends at %d (the topic was "
+                        "re-created or truncated); restarting the partition from its earliest offset "
+                        "(consumer.stored_offset_past_log_end is earliest)", self.connector.name, where, stored, high)
+            self.stats.log_end_restarts += 1
+            self.positions.restart(partition)
+            self.consumer.seek(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
+            return
+        log.error("connector %s: %s: stored offset %d is past the end of the log (high watermark %d): the topic "
+                  "was re-created or truncated. The partition is stopped; to read it from its earliest offset, "
+                  "set consumer.stored_offset_past_log_end: earliest, or correct its row in sinkframe_offsets, "
+                  "then restart", self.connector.name, where, stored, high)
+        self.positions.stop(partition)
+        self.stats.partitions_past_log_end[partition] = {"stored_offset": stored, "high_watermark": high}
+        self.consumer.pause([TopicPartition(self.topic, partition)])
