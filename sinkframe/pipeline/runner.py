@@ -116,10 +116,10 @@ class Pipeline:
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
                 targets=targets, method=self.settings.write_method,
                 dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None,
-                parts=[alerts] if alerts else (), tenant_schemas=router.schemas if router else None)
+                parts=[alerts] if alerts else (), tenant_schemas=router.schemas if router else None,
+                write_timeout=self.settings.write_timeout)
             self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event,
-                                            router=router, write_timeout=self.settings.write_timeout,
-                                            shutdown_timeout=self.settings.shutdown_timeout))
+                                            router=router, shutdown_timeout=self.settings.shutdown_timeout))
 
     def tenant_router(self, connector: ConnectorConfig) -> TenantRouter | None:
         if not connector.tenant:

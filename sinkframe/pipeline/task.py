@@ -113,8 +113,7 @@ def consumer_properties(base: Mapping[str, str], connector: ConnectorConfig) -> 
 class ConnectorTask:
     def __init__(self, connector: ConnectorConfig, mapper: Mapper, writer: BatchWriter,
                  kafka: Mapping[str, str], *, stop: threading.Event | None = None,
-                 router: TenantRouter | None = None, write_timeout: float | None = None,
-                 shutdown_timeout: float = 30.0):
+                 router: TenantRouter | None = None, shutdown_timeout: float = 30.0):
         self.connector = connector
         self.mapper = mapper
         self.writer = writer
@@ -130,7 +129,6 @@ class ConnectorTask:
                                     validate=validator.validate if validator else None,
                                     tolerate=connector.tolerance == "all", router=router)
         self.router = router
-        self.write_timeout = write_timeout
         self.shutdown_timeout = shutdown_timeout
         self._consumer: Consumer | None = None
         self._stage: WriteStage | None = None
@@ -172,8 +170,7 @@ class ConnectorTask:
                 self._dead_letter_topic = DeadLetterProducer(
                     self.kafka, topic=self.connector.dead_letter_topic, connector=self.connector.name)
             self._stage = WriteStage(self.writer, self.stats, tolerate=self.connector.tolerance == "all",
-                                     before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None,
-                                     write_timeout=self.write_timeout)
+                                     before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None)
             self._stage.open()
             if self.router is not None:
                 self.router.refresh()

@@ -51,6 +51,7 @@ _COPY_LINE = re.compile(r"^COPY .*?, line (\d+)", re.MULTILINE)
 # while the database is down and the group does not expel it.
 POOL_WAIT_SECONDS = 5.0
 POOL_WAIT_RECONNECTING_SECONDS = 0.2
+_IDLE_IN_TRANSACTION = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
 # Records per range when isolating refused rows (see _Isolation).
 ISOLATION_CHUNK = 256
 
@@ -123,8 +124,9 @@ class BatchWriter:
     def __init__(self, pool: ConnectionPool, *, connector: str, group_id: str, topic: str,
                  targets: Mapping[str, ResolvedTarget], method: str = "copy",
                  dead_letter_table: str | None = None, parts: Sequence["TransactionPart"] = (),
-                 tenant_schemas: Mapping[str, str] | None = None):
+                 tenant_schemas: Mapping[str, str] | None = None, write_timeout: float | None = None):
         self.pool = pool
+        self.write_timeout = write_timeout  # seconds one attempt may take (writestage.py enforces it)
         self.connector = connector
         self.group_id = group_id
         self.topic = topic
@@ -300,6 +302,7 @@ class BatchWriter:
         try:
             with self.connection() as conn:
                 with conn.transaction(), conn.cursor() as cur:
+                    self._bound_idle_transaction(cur)
                     outcome = self._write_records(conn, cur, batch, tolerate)
                     dead = [*batch.dead_letters, *outcome.rejected]
                     if dead and self.dead_letter_table:
@@ -316,6 +319,17 @@ class BatchWriter:
             self._reconnecting = self._reconnecting or isinstance(classified, RetriableWriteError)
             raise classified from err
         return outcome
+
+    def _bound_idle_transaction(self, cur) -> None:
+        """Have the server end this transaction if its client goes quiet in it for the write timeout.
+
+        A write given up (or cut off by a partition) after it updated its offsets
+        row leaves a server session idle in its transaction, holding that row's
+        lock: the retry, on a new connection, would wait for it until the server
+        noticed the client was gone, which can take hours.
+        """
+        if self.write_timeout is not None:
+            cur.execute(_IDLE_IN_TRANSACTION, (f"{int(self.write_timeout * 1000)}ms",))
 
     def _write_records(self, conn, cur, batch: Batch, tolerate: bool) -> WriteOutcome:
         try:

@@ -87,12 +87,12 @@ class Completion:
 
 class WriteStage:
     def __init__(self, writer: BatchWriter, stats: ConnectorStats, *, tolerate: bool,
-                 before_commit: Callable | None = None, write_timeout: float | None = None):
+                 before_commit: Callable | None = None):
         self.writer = writer
         self.stats = stats
         self.tolerate = tolerate
         self.before_commit = before_commit
-        self.write_timeout = write_timeout
+        self.write_timeout = writer.write_timeout
         self.retrying = False  # the job in flight is waiting for the database
         self._cond = threading.Condition()
         self._in_flight: _Job | None = None

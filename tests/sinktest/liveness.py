@@ -1,0 +1,62 @@
+"""Pieces of the liveness tests: the database behind a FaultProxy, writes slowed on demand, a steady stream."""
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from sinkframe.devservices import produce
+
+from .faultproxy import FaultProxy
+
+# Every write into iot_raw_data sleeps while the table `slow_writes` holds a row
+# (its value: seconds), so a test can hold a write in flight when it wants one there.
+SLOW_WRITES = """
+CREATE TABLE slow_writes (seconds double precision NOT NULL);
+CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(coalesce((SELECT max(seconds) FROM slow_writes), 0)); RETURN NULL; END $$;
+CREATE TRIGGER slow_write BEFORE INSERT ON iot_raw_data FOR EACH STATEMENT EXECUTE FUNCTION slow_write();
+"""
+IN_FLIGHT = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
+             "AND query LIKE 'COPY%iot_raw_data%'")
+
+
+def proxy_for(dsn: str) -> FaultProxy:
+    params = conninfo_to_dict(dsn)
+    return FaultProxy(params.get("host") or "127.0.0.1", int(params.get("port") or 5432))
+
+
+def through(proxy: FaultProxy, dsn: str) -> str:
+    """`dsn`, connecting through `proxy`."""
+    params = conninfo_to_dict(dsn)
+    params.update(host=proxy.host, port=str(proxy.port))
+    return make_conninfo("", **params)
+
+
+def slow_writes(dsn: str, seconds: float | None) -> None:
+    """Slow every write into iot_raw_data by `seconds` from now on (None: no more)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM slow_writes")
+        if seconds is not None:
+            conn.execute("INSERT INTO slow_writes VALUES (%s)", (seconds,))
+
+
+def messages(start: int, count: int):
+    return ({"device_id": f"dev-{i % 53}", "timestamp": 1_700_000_000 + i, "payload": {"i": i}}
+            for i in range(start, start + count))
+
+
+def steady_producer(bootstrap: str, topic: str, start: int, count: int, per_second: int) -> threading.Thread:
+    """Produce `count` messages from number `start` at about `per_second`, keyed by device, on a thread."""
+    def run():
+        step = max(per_second // 10, 1)
+        for first in range(start, start + count, step):
+            produce(bootstrap, topic, messages(first, min(step, start + count - first)),
+                    key=lambda m: m["device_id"].encode())
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
