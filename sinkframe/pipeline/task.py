@@ -392,6 +392,9 @@ class ConnectorTask:
             log.info("connector %s: a write given up committed after all (%d messages); the offsets are "
                      "read again from the database", self.connector.name, completion.batch.messages)
             self._record(completion.batch, completion)
+        elif completion.fenced is not None:
+            self.stats.fenced += 1
+            log.warning("connector %s: a write given up was fenced: %s", self.connector.name, completion.fenced)
         elif completion.error is not None:
             log.warning("connector %s: a write given up failed: %s", self.connector.name, completion.error)
 

@@ -12,15 +12,21 @@ from sinkframe.devservices import produce
 from .faultproxy import FaultProxy
 
 # Every write into iot_raw_data sleeps while the table `slow_writes` holds a row
-# (its value: seconds), so a test can hold a write in flight when it wants one there.
+# for it (its value: seconds; for every client, or only for one application_name),
+# so a test can hold a write in flight when it wants one there.
 SLOW_WRITES = """
-CREATE TABLE slow_writes (seconds double precision NOT NULL);
+CREATE TABLE slow_writes (seconds double precision NOT NULL, application_name text);
 CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_sleep(coalesce((SELECT max(seconds) FROM slow_writes), 0)); RETURN NULL; END $$;
+BEGIN
+  PERFORM pg_sleep(coalesce((SELECT max(seconds) FROM slow_writes WHERE application_name IS NULL
+                             OR application_name = current_setting('application_name')), 0));
+  RETURN NULL;
+END $$;
 CREATE TRIGGER slow_write BEFORE INSERT ON iot_raw_data FOR EACH STATEMENT EXECUTE FUNCTION slow_write();
 """
 IN_FLIGHT = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
              "AND query LIKE 'COPY%iot_raw_data%'")
+IN_FLIGHT_OF = IN_FLIGHT.replace("%", "%%") + " AND application_name = %s"  # one client's, by application_name
 
 
 def proxy_for(dsn: str) -> FaultProxy:
@@ -35,12 +41,13 @@ def through(proxy: FaultProxy, dsn: str) -> str:
     return make_conninfo("", **params)
 
 
-def slow_writes(dsn: str, seconds: float | None) -> None:
-    """Slow every write into iot_raw_data by `seconds` from now on (None: no more)."""
+def slow_writes(dsn: str, seconds: float | None, *, application_name: str | None = None) -> None:
+    """Slow every write into iot_raw_data (of that application_name only, if given) by `seconds` from
+    now on (None: no more)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM slow_writes")
         if seconds is not None:
-            conn.execute("INSERT INTO slow_writes VALUES (%s)", (seconds,))
+            conn.execute("INSERT INTO slow_writes VALUES (%s, %s)", (seconds, application_name))
 
 
 def messages(start: int, count: int):
