@@ -54,6 +54,7 @@ class LogEndCheck:
         self.positions = positions
         self.stats = stats
         self._high_before: dict[int, int] = {}  # partition -> cached high watermark when it was sought
+        self._held_back: set[int] = set()  # CHECKING partitions some of whose records were dropped
 
     def committed_or_reset(self, partitions: Iterable[int]) -> dict[int, int]:
         """Where partitions the database holds nothing of start: Kafka's committed offset, else auto.offset.reset."""
@@ -75,26 +76,28 @@ class LogEndCheck:
     def sought(self, partition: int) -> None:
         """The partition is about to be sought to its stored offset: note the watermark it had until now."""
         self._high_before[partition] = self._cached_high(partition)
+        self._held_back.discard(partition)
 
     def check(self, partition: int, *, first_offset: int | None = None) -> bool:
         """Settle a CHECKING partition if the broker has said enough.
 
         `first_offset`: of the first of the partition's records just read. True if
         those records may be kept; False if they are to be dropped (they are read
-        again, or the partition is stopped).
+        again from the stored offset, or the partition restarts or stops).
         """
-        stored = self.positions.stored.get(partition)
-        if stored is None or first_offset is not None and first_offset >= stored:
-            self._confirm(partition, seek=False)
-            return True
+        stored = self.positions.stored[partition]
         high = self._cached_high(partition)
-        if high < 0 or high == self._high_before.get(partition, -1):
-            return False  # no fetch answered since the seek: the value may belong to the log before
-        if high >= stored:
-            # Records held back before this (none with first_offset) are read again from the stored offset.
-            self._confirm(partition, seek=first_offset is None)
-            return True
-        self._past_end(partition, stored, high)
+        # A value unchanged since the seek may belong to the log before (a re-created topic).
+        fresh = high >= 0 and high != self._high_before.get(partition, -1)
+        if first_offset is not None and first_offset >= stored or fresh and high >= stored:
+            # Records held back before (dropped below) are read again from the stored offset.
+            keep = first_offset is not None and partition not in self._held_back
+            self._confirm(partition, seek=not keep)
+            return keep
+        if fresh:
+            self._past_end(partition, stored, high)
+        elif first_offset is not None:
+            self._held_back.add(partition)
         return False
 
     def _cached_high(self, partition: int) -> int:
@@ -106,11 +109,13 @@ class LogEndCheck:
     def _confirm(self, partition: int, *, seek: bool) -> None:
         self.positions.confirm(partition)
         self._high_before.pop(partition, None)
+        self._held_back.discard(partition)
         if seek:
             self.consumer.seek(TopicPartition(self.topic, partition, self.positions.stored[partition]))
 
     def _past_end(self, partition: int, stored: int, high: int) -> None:
         self._high_before.pop(partition, None)
+        self._held_back.discard(partition)
         where = f"{self.topic}[{partition}]"
         if self.connector.stored_offset_past_log_end == "earliest":
             log.warning("connector %s: %s: the database holds offset %d but the log ends at %d (the topic was "

@@ -387,7 +387,12 @@ class ConnectorTask:
             raise completion.error
 
     def _given_up_ended(self, completion: Completion) -> None:
-        """A job given up (revocation, stop) has ended: count what it committed, apply nothing (rule 3)."""
+        """A job given up (revocation, stop) has ended: count what it committed, apply nothing (rule 3).
+
+        The batch built after it goes too (rule 2: it expects the offsets the given-up
+        write was to store), and the partitions are read again from the database.
+        """
+        self._await_database(self._assigned())
         if completion.outcome is not None:
             log.info("connector %s: a write given up committed after all (%d messages); the offsets are "
                      "read again from the database", self.connector.name, completion.batch.messages)
