@@ -74,3 +74,45 @@ def test_sigterm_during_a_blackhole_exits_within_the_shutdown_timeout_and_the_ne
                           message=f"all {total} rows after the restart")
     assert row_counts(pg_dsn) == (total, total)
     assert query(pg_dsn, "SELECT sum(next_offset) FROM sinkframe_offsets") == [(total,)]
+
+
+def test_sigterm_during_a_slow_write_gives_it_up_with_the_batch_built_after_it_and_loses_nothing(
+        kafka_bootstrap, pg_dsn, new_topic, tmp_path):
+    """The database answers, but the write in flight outlasts half the shutdown timeout: it is given up.
+
+    The batch built meanwhile expects the offsets that write was to store, so it
+    must go too (task.py rule 2), however fast the database is by then: written,
+    it would commit past the given-up write's records.
+    """
+    create_tables(pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(SLOW_WRITES)
+    topic = new_topic(partitions=1)
+    first, second = 300, 900
+    total = first + second
+    produce(kafka_bootstrap, topic, messages(0, first))
+    connector = write_connector(tmp_path, name="term-slow", topic=topic, max_rows=300, max_wait_ms=50)
+    log = tmp_path / "sink.log"
+    env = sink_env(kafka_bootstrap, pg_dsn, SINKFRAME_SHUTDOWN_TIMEOUT_SECONDS=str(SHUTDOWN_TIMEOUT))
+    sink = start_sink_process([connector], env, log)
+    try:
+        wait_for(lambda: row_counts(pg_dsn)[0] == first, timeout=30, message="the first messages")
+        slow_writes(pg_dsn, 30.0)
+        produce(kafka_bootstrap, topic, messages(first, second))
+        wait_for(lambda: query(pg_dsn, IN_FLIGHT)[0][0] > 0, timeout=15, message="a slow write in flight")
+        time.sleep(1.0)  # the next batch fills meanwhile
+        sink.send_signal(signal.SIGTERM)
+        slow_writes(pg_dsn, None)  # whatever is written from now on is written at once
+        assert sink.wait(SHUTDOWN_TIMEOUT + SLACK + 10) == 0, log.read_text()[-3000:]
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+            sink.wait(10)
+    assert "will be read again on the next start" in log.read_text()
+    stored = query(pg_dsn, "SELECT sum(next_offset) FROM sinkframe_offsets")[0][0]
+    assert row_counts(pg_dsn) == (stored, stored), "rows and stored offsets disagree: records were skipped"
+
+    run_process_until([connector], env, log, lambda: row_counts(pg_dsn)[0] >= total, timeout=40,
+                      message=f"all {total} rows after the restart")
+    assert row_counts(pg_dsn) == (total, total)
+    assert query(pg_dsn, "SELECT sum(next_offset) FROM sinkframe_offsets") == [(total,)]
