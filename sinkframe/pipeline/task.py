@@ -368,6 +368,7 @@ class ConnectorTask:
             self._given_up_ended(completion)
         elif completion.is_load and completion.stored is not None:
             self._start_loaded(completion.stored)
+            self.stats.state = ConnectorState.RUNNING  # the database answered
         elif completion.outcome is not None:
             outcome = completion.outcome
             self.positions.committed(outcome.next_offsets)

@@ -9,6 +9,7 @@ run must write every message exactly once.
 """
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
@@ -62,6 +63,8 @@ def test_sigterm_during_a_blackhole_exits_within_the_shutdown_timeout_and_the_ne
                 sink.wait(10)
         assert exit_code == 0, log.read_text()[-3000:]
         assert exited_after < SHUTDOWN_TIMEOUT + SLACK, f"exited {exited_after:.1f}s after SIGTERM"
+        logging.getLogger(__name__).warning("exited %.1fs after SIGTERM (shutdown timeout %gs)", exited_after,
+                                            SHUTDOWN_TIMEOUT)
         text = log.read_text()
         assert "will be read again on the next start" in text
         proxy.heal()
