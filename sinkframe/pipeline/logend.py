@@ -15,17 +15,20 @@ connector's policy applies (`consumer.stored_offset_past_log_end`):
   write moves the stored offset back (still a compare-and-set against the
   offset it held). The jump is logged and counted (`ConnectorStats.log_end_restarts`).
 
-Where the log ends is taken from the high watermark that each fetch response
-carries (`get_watermark_offsets(cached=True)`), not from a ListOffsets request:
-that costs no blocking call on the consumer thread, and some brokers (Tansu)
-answer ListOffsets with the base offset of the last record batch + 1 rather
-than the log end. A cached value is only believed once it changed after the
-seek (a value from before may belong to the old log), or when a record at or
-after the stored offset arrives (which proves the log reaches it).
+Where the log ends: first a ListOffsets request (`get_watermark_offsets`, at
+most LIST_TIMEOUT_SECONDS on the consumer thread, once per check). If it says the
+log reaches the stored offset, that settles it. If not, the high watermark that
+fetch responses carry (`cached=True`) decides, once a fetch has answered since
+the seek: some brokers (Tansu, the test broker) answer ListOffsets with the base
+offset of the last record batch + 1 rather than the log end, and a cached value
+from before the seek may belong to the old log. A record at or after the stored
+offset also settles it: the log reaches there.
 """
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
@@ -38,7 +41,23 @@ log = logging.getLogger(__name__)
 
 PAST_LOG_END_POLICIES = ("stop", "earliest")
 COMMITTED_TIMEOUT_SECONDS = 5.0
+LIST_TIMEOUT_SECONDS = 1.0
+LIST_RETRY_SECONDS = 5.0
+# After a seek, how long until fetch responses have surely updated the cached high
+# watermark (a fetch with nothing to return waits fetch.wait.max.ms, 10 ms here).
+FETCH_GRACE_SECONDS = 1.0
 _EARLIEST_WORDS = {"earliest", "smallest", "beginning"}
+
+
+@dataclass
+class _Check:
+    """Where the check of one partition stands."""
+
+    sought_at: float
+    high_before: int  # the cached high watermark at the seek: it may belong to the log before
+    listed: int | None = None  # the broker's ListOffsets answer, once it gave one
+    next_list_at: float = 0.0
+    held_back: bool = False  # some of its records were dropped meanwhile: read them again
 
 
 def describe_offset(offset: int) -> str:
@@ -53,8 +72,7 @@ class LogEndCheck:
         self.topic = connector.topic
         self.positions = positions
         self.stats = stats
-        self._high_before: dict[int, int] = {}  # partition -> cached high watermark when it was sought
-        self._held_back: set[int] = set()  # CHECKING partitions some of whose records were dropped
+        self._checking: dict[int, _Check] = {}  # the CHECKING partitions
 
     def committed_or_reset(self, partitions: Iterable[int]) -> dict[int, int]:
         """Where partitions the database holds nothing of start: Kafka's committed offset, else auto.offset.reset."""
@@ -74,9 +92,8 @@ class LogEndCheck:
         return {p: found.get(p, default) for p in partitions}
 
     def sought(self, partition: int) -> None:
-        """The partition is about to be sought to its stored offset: note the watermark it had until now."""
-        self._high_before[partition] = self._cached_high(partition)
-        self._held_back.discard(partition)
+        """The partition is about to be sought to its stored offset: its check starts."""
+        self._checking[partition] = _Check(time.monotonic(), self._cached_high(partition))
 
     def check(self, partition: int, *, first_offset: int | None = None) -> bool:
         """Settle a CHECKING partition if the broker has said enough.
@@ -85,20 +102,39 @@ class LogEndCheck:
         those records may be kept; False if they are to be dropped (they are read
         again from the stored offset, or the partition restarts or stops).
         """
+        check = self._checking.setdefault(partition, _Check(time.monotonic(), -1))
         stored = self.positions.stored[partition]
+        if first_offset is not None and first_offset >= stored or self._listed_high(partition, check) >= stored:
+            return self._ready(partition, check, first_offset)
         high = self._cached_high(partition)
-        # A value unchanged since the seek may belong to the log before (a re-created topic).
-        fresh = high >= 0 and high != self._high_before.get(partition, -1)
-        if first_offset is not None and first_offset >= stored or fresh and high >= stored:
-            # Records held back before (dropped below) are read again from the stored offset.
-            keep = first_offset is not None and partition not in self._held_back
-            self._confirm(partition, seek=not keep)
-            return keep
-        if fresh:
-            self._past_end(partition, stored, high)
-        elif first_offset is not None:
-            self._held_back.add(partition)
+        fetched_since = high >= 0 and (high != check.high_before
+                                       or time.monotonic() - check.sought_at >= FETCH_GRACE_SECONDS)
+        if check.listed is None or not fetched_since:
+            check.held_back = check.held_back or first_offset is not None
+            return False
+        if high >= stored:
+            return self._ready(partition, check, first_offset)
+        self._past_end(partition, stored, high)
         return False
+
+    def _listed_high(self, partition: int, check: "_Check") -> int:
+        """The broker's ListOffsets answer for the log end (-1 while it has given none)."""
+        now = time.monotonic()
+        if check.listed is None and now >= check.next_list_at:
+            try:
+                check.listed = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                                   timeout=LIST_TIMEOUT_SECONDS)[1]
+            except KafkaException as err:
+                check.next_list_at = now + LIST_RETRY_SECONDS
+                log.info("connector %s: %s[%d]: asking the log end failed (%s); asking again in %gs",
+                         self.connector.name, self.topic, partition, err, LIST_RETRY_SECONDS)
+        return -1 if check.listed is None else check.listed
+
+    def _ready(self, partition: int, check: "_Check", first_offset: int | None) -> bool:
+        # Records dropped before (or none read yet) are read again from the stored offset.
+        keep = first_offset is not None and not check.held_back
+        self._confirm(partition, seek=not keep)
+        return keep
 
     def _cached_high(self, partition: int) -> int:
         try:
@@ -108,14 +144,12 @@ class LogEndCheck:
 
     def _confirm(self, partition: int, *, seek: bool) -> None:
         self.positions.confirm(partition)
-        self._high_before.pop(partition, None)
-        self._held_back.discard(partition)
+        self._checking.pop(partition, None)
         if seek:
             self.consumer.seek(TopicPartition(self.topic, partition, self.positions.stored[partition]))
 
     def _past_end(self, partition: int, stored: int, high: int) -> None:
-        self._high_before.pop(partition, None)
-        self._held_back.discard(partition)
+        self._checking.pop(partition, None)
         where = f"{self.topic}[{partition}]"
         if self.connector.stored_offset_past_log_end == "earliest":
             log.warning("connector %s: %s: the database holds offset %d but the log ends at %d (the topic was "

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from sinkframe.devservices import create_topics, produce
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE
 
 from sinktest.config import sink_env, write_connector
@@ -103,3 +105,38 @@ def test_opted_in_a_partition_whose_stored_offset_is_past_the_log_end_restarts_f
         (0, PER_PARTITION), (1, PER_PARTITION)]
     assert any(f"{topic}[0]: the database holds offset {STORED_PAST_END} but the log ends at {PER_PARTITION}"
                in r.getMessage() and "restarting" in r.getMessage() for r in caplog.records)
+
+
+def test_a_broker_that_restarts_empty_under_a_running_sink_is_noticed_and_opted_in_restarts_from_earliest(
+        tansu_broker, pg_dsn, tmp_path, caplog):
+    """The case of the issue: the (memory-only) broker restarts empty while the sink runs.
+
+    The database holds offset 300; the re-created topic's log starts at 0 again.
+    Unnoticed, its first 300 records would be skipped as stored; with
+    `earliest`, every record of the new log is written once.
+    """
+    caplog.set_level(logging.INFO)
+    create_tables(pg_dsn)
+    topic = f"log-end-restart.{time.monotonic_ns()}"
+    create_topics(tansu_broker.bootstrap, [topic], partitions=1)
+    produce(tansu_broker.bootstrap, topic, messages(0, 300))
+    extra = "consumer:\n  stored_offset_past_log_end: earliest\n"
+    connector = write_connector(tmp_path, name="log-end-restart", topic=topic, max_rows=100, max_wait_ms=50,
+                                extra=extra)
+    with InProcessSink([connector], sink_env(tansu_broker.bootstrap, pg_dsn)) as sink:
+        task = sink.tasks[0]
+        wait_for(lambda: row_counts(pg_dsn)[0] == 300, timeout=30, message="the first 300 rows")
+        tansu_broker.restart()  # memory-only: topic, messages and group are gone
+        create_topics(tansu_broker.bootstrap, [topic], partitions=1)
+        wait_for(lambda: task.stats.log_end_restarts == 1, timeout=90,
+                 message="the sink to notice the stored offset past the new log's end")
+        produce(tansu_broker.bootstrap, topic, messages(1_000, 500))
+        wait_for(lambda: row_counts(pg_dsn)[0] >= 800, timeout=60, message="the new log's 500 records")
+        time.sleep(1.0)  # a duplicate would land within a batch interval
+        assert task.failure is None
+    # The new log's offsets 0..299 repeat the old log's: tell the two logs apart by payload.
+    assert row_counts(pg_dsn)[0] == 800
+    new_log = query(pg_dsn, "SELECT count(*), min(source_offset), max(source_offset) FROM iot_raw_data "
+                            "WHERE (payload->>'i')::int >= 1000")
+    assert new_log == [(500, 0, 499)]
+    assert query(pg_dsn, "SELECT next_offset FROM sinkframe_offsets") == [(500,)]
