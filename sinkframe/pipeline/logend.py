@@ -39,7 +39,6 @@ from sinkframe.pipeline.stats import ConnectorStats
 
 log = logging.getLogger(__name__)
 
-PAST_LOG_END_POLICIES = ("stop", "earliest")
 COMMITTED_TIMEOUT_SECONDS = 5.0
 LIST_TIMEOUT_SECONDS = 1.0
 LIST_RETRY_SECONDS = 5.0
