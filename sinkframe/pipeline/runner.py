@@ -17,6 +17,7 @@ from sinkframe.config.connector import ConnectorConfig, load_connector, schema_p
 from sinkframe.errors import ConfigError, ConnectorFailed, SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.pipeline.dbsocket import check_within
 from sinkframe.pipeline.routing import TenantRouter
 from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
@@ -101,7 +102,7 @@ class Pipeline:
         check_database(self.settings)
         self.pool = ConnectionPool(
             self.settings.dsn, min_size=1, max_size=self.settings.pool_size, open=False,
-            name="sinkframe-writer", timeout=30, check=ConnectionPool.check_connection,
+            name="sinkframe-writer", timeout=30, check=check_within(),
             kwargs={"connect_timeout": 10, "prepare_threshold": self.settings.prepare_threshold})
         self.pool.open(wait=True, timeout=30)
         return self.pool

@@ -16,9 +16,7 @@ that an older message never overwrites newer data.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import threading
 from bisect import bisect_left
 from contextlib import contextmanager
@@ -32,7 +30,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sinkframe.errors import RecordError, RetriableWriteError, SinkframeError, WriteError
 from sinkframe.mapping.base import Target
 from sinkframe.mapping.batch import RoleColumns
-from sinkframe.pipeline import dberrors
+from sinkframe.pipeline import dberrors, dbsocket
 from sinkframe.pipeline.batch import Batch, DeadLetter
 from sinkframe.pipeline.deadletter import create_dead_letter_table, dead_letter_for, insert_dead_letters
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
@@ -238,26 +236,16 @@ class BatchWriter:
         self._reconnecting = not pooled
 
     def give_up_connection(self, reason: str) -> None:
-        """Shut the connection a write or load is using now (from another thread); it errors at once.
-
-        A socket shutdown, not psycopg's cancel: a cancel request needs the server
-        to answer on a new connection, which a partition or failover never does.
-        """
+        """Shut the connection a write or load is using now (from another thread); it errors at once."""
         with self._watch:
             conn = self._in_use
             if conn is None or self._given_up is not None:
                 return
             self._given_up = reason
-            try:
-                sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
-            except (OSError, psycopg.OperationalError):
-                return  # already closed
-        log.warning("connector %s: giving up a database connection: %s", self.connector, reason)
-        with sock:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            # Under the lock: the writer thread cannot close the connection meanwhile.
+            shut = dbsocket.shut_down(conn)
+        if shut:
+            log.warning("connector %s: giving up a database connection: %s", self.connector, reason)
 
     def stored_offsets(self) -> dict[int, int]:
         """The next offset of each partition stored for this connector's group and topic."""
