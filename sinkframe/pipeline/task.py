@@ -7,8 +7,12 @@ rebalances) from the plugin's SinkTask (put / flush), the parts are:
   `BatchBuilder` (skip what the database holds, map as a batch, add), hands a
   full or old enough batch to the `WriteStage`, applies each completion
   (positions, Kafka commit, stats, rewinds) and serves rebalance callbacks;
-- `PartitionPositions` (positions.py): what the database holds per partition;
-- `WriteStage` (writestage.py): the writer thread, one batch in flight.
+- `PartitionPositions` (positions.py): what the database holds per partition,
+  and whether its records may be read yet (`PartitionState`);
+- `WriteStage` (writestage.py): the writer thread, one job in flight (a batch to
+  write, or the stored offsets to read), each attempt bounded;
+- `LogEndCheck` (logend.py): where an assigned partition starts, and a stored
+  offset past the log end said out loud.
 
 The consumer thread builds batch N+1 while the writer thread writes batch N.
 Exactly once rests on five rules kept here:
