@@ -3,10 +3,11 @@
 Partitions move between them: a revocation gives the write in flight a short
 grace, then gives it up and drops the batch being built; the new owner starts
 from the offsets stored in the database. A write given up that commits after
-all is caught by the offsets' compare-and-set: here sink A's writes are slowed
-while sink B joins, so A's write outlives the revocation and B reads the offsets
-before A commits, and one of the two writes must be fenced (rolled back, its
-records re-read). Every message ends in the database exactly once.
+all is caught by the offsets' compare-and-set: here a write of sink A is held in
+flight while sink B joins, so it outlives A's revocation, and is released only
+once B has written from the offsets the database held: A's write must then be
+fenced (rolled back; A reads the offsets again). Every message ends in the
+database exactly once.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from sinktest.waiting import wait_for
 pytestmark = pytest.mark.slow
 
 FENCED = "stored offset moved under us"
-# Longer than sink B needs to start, join and read the offsets on a loaded machine.
-A_WRITE_SECONDS = 15.0
+# At most how long a write of sink A is held: longer than sink B needs to start,
+# join and write on a loaded machine (the test releases it as soon as B wrote).
+A_HELD_SECONDS = 60.0
 
 
 def messages(start: int, count: int):
@@ -69,15 +71,17 @@ def test_a_second_sink_joining_and_leaving_mid_stream_loses_and_duplicates_nothi
     try:
         wait_for(lambda: row_counts(pg_dsn)[0] > 0, timeout=30, message="sink A to write")
         producer = produce_steadily(kafka_bootstrap, topic, backlog, streamed, per_second=1_000)
-        # Sink B joins while a (slow) write of A is in flight: A's revocation gives it up,
-        # B reads the offsets before it commits.
-        slow_writes(pg_dsn, A_WRITE_SECONDS, application_name="sink-a")
+        # Sink B joins while a write of A is held in flight: A's revocation gives it up,
+        # and B writes from the offsets the database holds before A's write goes on.
+        slow_writes(pg_dsn, A_HELD_SECONDS, application_name="sink-a")
         wait_for(lambda: query(pg_dsn, IN_FLIGHT_OF, ("sink-a",))[0][0] > 0, timeout=15,
-                 message="a slow write of sink A in flight")
+                 message="a held write of sink A in flight")
         sink_b = start_sink_process([connector], env, log_b, log_level="DEBUG")
-        wait_for(lambda: FENCED in log_a.read_text() + log_b.read_text(), timeout=A_WRITE_SECONDS + 40,
+        wait_for(lambda: "connector rebalance: wrote" in log_b.read_text(), timeout=A_HELD_SECONDS - 10,
+                 message="sink B to write its first batch while A's write is held")
+        slow_writes(pg_dsn, None)  # A's given-up write goes on, and must not commit
+        wait_for(lambda: FENCED in log_a.read_text() + log_b.read_text(), timeout=30,
                  message="a write fenced by the compare-and-set")
-        slow_writes(pg_dsn, None)
         wait_for(lambda: log_b.read_text().count("connector rebalance: wrote") >= 3, timeout=30,
                  message="sink B to own partitions and write batches")
         time.sleep(2.0)  # both write the live stream for a while

@@ -105,6 +105,8 @@ def test_sigterm_during_a_slow_write_gives_it_up_with_the_batch_built_after_it_a
         wait_for(lambda: query(pg_dsn, IN_FLIGHT)[0][0] > 0, timeout=15, message="a slow write in flight")
         time.sleep(1.0)  # the next batch fills meanwhile
         sink.send_signal(signal.SIGTERM)
+        wait_for(lambda: "will be read again on the next start" in log.read_text(), timeout=SHUTDOWN_TIMEOUT + SLACK,
+                 message="the slow write to be given up")
         slow_writes(pg_dsn, None)  # whatever is written from now on is written at once
         assert sink.wait(SHUTDOWN_TIMEOUT + SLACK + 10) == 0, log.read_text()[-3000:]
     finally:

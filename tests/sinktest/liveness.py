@@ -11,15 +11,22 @@ from sinkframe.devservices import produce
 
 from .faultproxy import FaultProxy
 
-# Every write into iot_raw_data sleeps while the table `slow_writes` holds a row
-# for it (its value: seconds; for every client, or only for one application_name),
-# so a test can hold a write in flight when it wants one there.
+# Every write into iot_raw_data waits while the table `slow_writes` holds a row for
+# it (for every client, or only for one application_name), at most `seconds`: a test
+# can hold a write in flight, and release it at once by deleting the row.
 SLOW_WRITES = """
 CREATE TABLE slow_writes (seconds double precision NOT NULL, application_name text);
 CREATE FUNCTION slow_write() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  held_until timestamptz := clock_timestamp() + make_interval(secs => coalesce((
+    SELECT max(seconds) FROM slow_writes
+    WHERE application_name IS NULL OR application_name = current_setting('application_name')), 0));
 BEGIN
-  PERFORM pg_sleep(coalesce((SELECT max(seconds) FROM slow_writes WHERE application_name IS NULL
-                             OR application_name = current_setting('application_name')), 0));
+  WHILE clock_timestamp() < held_until AND EXISTS (
+      SELECT 1 FROM slow_writes
+      WHERE application_name IS NULL OR application_name = current_setting('application_name')) LOOP
+    PERFORM pg_sleep(0.05);
+  END LOOP;
   RETURN NULL;
 END $$;
 CREATE TRIGGER slow_write BEFORE INSERT ON iot_raw_data FOR EACH STATEMENT EXECUTE FUNCTION slow_write();
@@ -42,8 +49,8 @@ def through(proxy: FaultProxy, dsn: str) -> str:
 
 
 def slow_writes(dsn: str, seconds: float | None, *, application_name: str | None = None) -> None:
-    """Slow every write into iot_raw_data (of that application_name only, if given) by `seconds` from
-    now on (None: no more)."""
+    """Hold every write into iot_raw_data (of that application_name only, if given) for `seconds` from
+    now on (None: no more, and the writes held now go on at once)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DELETE FROM slow_writes")
         if seconds is not None:
