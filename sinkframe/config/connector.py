@@ -133,6 +133,11 @@ CONNECTOR_SCHEMA: dict[str, Any] = {
                 "properties": {"type": "object", "default": {},
                                "description": "librdkafka properties for this connector.",
                                "additionalProperties": {"type": ["string", "number", "boolean"]}},
+                "stored_offset_past_log_end": {
+                    "enum": ["stop", "earliest"], "default": "stop",
+                    "description": "When the database holds an offset beyond a partition's log end (topic "
+                                   "re-created or truncated): stop that partition with an error, or read it "
+                                   "again from its earliest offset (logged and counted)."},
             },
         },
     },
@@ -159,6 +164,7 @@ class ConnectorConfig:
     alerts: tuple = ()  # the `alerts:` rules as written; parsed against the mapper's targets
     alerts_topic: str | None = None
     models: tuple = ()  # the `models:` entries as written; parsed against the mapper's targets
+    stored_offset_past_log_end: str = "stop"  # stop | earliest (pipeline/logend.py)
     source: YamlDocument | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -339,6 +345,7 @@ def _connector_config(doc: YamlDocument, data: Mapping[str, Any], message_schema
         alerts=tuple(data["alerts"]),
         alerts_topic=data["alerts_topic"],
         models=tuple(data["models"]),
+        stored_offset_past_log_end=consumer["stored_offset_past_log_end"],
         source=doc,
     )
 

@@ -89,6 +89,12 @@ def positive_seconds(raw: str) -> float:
     return value
 
 
+def seconds_or_off(raw: str) -> float | None:
+    if raw.strip().lower() in ("", "none", "off", "never"):
+        return None
+    return positive_seconds(raw)
+
+
 def count_or_off(raw: str) -> int | None:
     word = raw.strip().lower()
     if word in ("", "none", "off", "never"):
@@ -223,6 +229,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("write_method", "SINKFRAME_WRITE_METHOD",
             "`copy` (binary COPY) or `insert` (one `INSERT ... SELECT FROM unnest` per table, for servers "
             "and proxies without COPY)", "copy", parse=one_of("copy", "insert")),
+    Setting("write_timeout", "SINKFRAME_WRITE_TIMEOUT_SECONDS",
+            "longest one attempt to write a batch (or read the stored offsets) may take; then its connection is "
+            "shut, never reused, and the batch retried. Raise it if single writes are legitimately slower; "
+            "`off`: no bound", 30.0, parse=seconds_or_off, default_text="`30`"),
+    Setting("shutdown_timeout", "SINKFRAME_SHUTDOWN_TIMEOUT_SECONDS",
+            "on SIGTERM, the sink exits within this long even if the database does not answer; a write still "
+            "in flight after half of it is given up (not committed, read again on the next start)", 30.0,
+            parse=positive_seconds, default_text="`30`"),
     Setting("schema_dir", "SINKFRAME_SCHEMA_DIR", "schema spec folders or files, `:`-separated", "schema",
             option="--schema-dir", repeatable=True, blank_is_default=False,
             metavar="PATH"),
@@ -293,6 +307,8 @@ class Settings:
     prepare_threshold: int | None = SETTING["prepare_threshold"].default
     metrics_host: str = SETTING["metrics_host"].default
     stall_after: float = SETTING["stall_after"].default
+    write_timeout: float | None = SETTING["write_timeout"].default
+    shutdown_timeout: float = SETTING["shutdown_timeout"].default
     progress_interval: float = SETTING["progress_interval"].default
     alerts_retention: str | None = SETTING["alerts_retention"].default
     # libpq parameter -> value added to `dsn` where it does not say (client-side timeouts)

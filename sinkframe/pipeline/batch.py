@@ -145,9 +145,9 @@ class BatchBuilder:
                              for kind, ts in (m.timestamp() for m in messages)])
         # Offsets grow within a partition, so only a partition whose first record
         # here is already stored can hold records to skip.
-        stored = self._positions.stored
         first = dict(zip(reversed(partitions), reversed(offsets)))
-        behind = {p: stored[p] for p, o in first.items() if stored.get(p) is not None and o < stored[p]}
+        floor = {p: self._positions.skip_below(p) for p in first}
+        behind = {p: floor[p] for p, o in first.items() if floor[p] is not None and o < floor[p]}
         if behind:
             keep = [i for i, (p, o) in enumerate(zip(partitions, offsets)) if o >= behind.get(p, o)]
             for p in behind:

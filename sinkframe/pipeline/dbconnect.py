@@ -98,7 +98,7 @@ def first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0].removeprefix("connection failed: ")
 
 
-def abort_connection(conn: psycopg.Connection) -> None:
+def abort_connection(conn: psycopg.Connection) -> bool:
     """Make whatever waits on `conn` (in any thread) fail now, and the connection unusable.
 
     A connection to a partitioned server has no end for its query to wait for:
@@ -106,21 +106,23 @@ def abort_connection(conn: psycopg.Connection) -> None:
     can reach it, and the kernel may keep ACKing (a proxy in between). Shutting
     the socket down ends the wait with an error in the thread that waits, which
     is safe from another thread, unlike closing the connection under it.
+    False when the connection had no socket any more (closed or broken already).
     """
     try:
         fd = conn.pgconn.socket
     except psycopg.OperationalError:  # already closed or broken: nothing waits on it
-        return
+        return False
     try:
         sock = socket.socket(fileno=fd)
     except OSError:
-        return
+        return False
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
     finally:
         sock.detach()  # the descriptor stays libpq's
+    return True
 
 
 class _Watchdog:

@@ -206,9 +206,9 @@ class Pipeline:
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
                 targets=targets, method=self.settings.write_method,
                 dead_letter_table=connector.dead_letter_table if connector.tolerance == "all" else None,
-                parts=parts, routed=router is not None)
+                parts=parts, routed=router is not None, write_timeout=self.settings.write_timeout)
             self.tasks.append(ConnectorTask(connector, mapper, writer, self.settings.kafka, stop=self.stop_event,
-                                            router=router))
+                                            router=router, shutdown_timeout=self.settings.shutdown_timeout))
 
     def tenant_router(self, connector: ConnectorConfig) -> TenantRouter | None:
         if not connector.tenant:
@@ -258,12 +258,23 @@ class Pipeline:
                     last_total, last_change = total, time.monotonic()
                 elif time.monotonic() - last_change >= idle_exit:
                     self.stop()
+        self.join_tasks()
+
+    def join_tasks(self) -> None:
+        """Wait for the tasks to end, at most the shutdown timeout: a task stuck on the database is left."""
+        deadline = time.monotonic() + self.settings.shutdown_timeout
         for task in self.tasks:
-            task.thread.join()
+            task.thread.join(max(deadline - time.monotonic(), 0))
+        stuck = [t.connector.name for t in self.tasks if t.thread.is_alive()]
+        if stuck:
+            log.error("connectors %s did not stop within the shutdown timeout (%g s); exiting without them: what "
+                      "they had not committed is read again on the next start", ", ".join(stuck),
+                      self.settings.shutdown_timeout)
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.close()
+            # Bounded: the pool's workers may be waiting for a database that does not answer.
+            self.pool.close(timeout=1.0)
 
     def failures(self) -> list[BaseException]:
         return [t.failure for t in self.tasks if t.failure is not None]

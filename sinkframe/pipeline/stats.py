@@ -38,6 +38,9 @@ class ConnectorStats:
     dead_letters: int = 0
     write_retries: int = 0
     fenced: int = 0
+    # partition -> {"stored_offset", "high_watermark"}: stopped, the database holds an offset past the log end
+    partitions_past_log_end: dict = field(default_factory=dict)
+    log_end_restarts: int = 0  # partitions restarted from their earliest offset for that reason (opt-in)
     stored_offsets: dict = field(default_factory=dict)  # partition -> next offset the database holds
     newest_event_ms: int | None = None
     last_write_at: float | None = None

@@ -7,21 +7,40 @@ rebalances) from the plugin's SinkTask (put / flush), the parts are:
   `BatchBuilder` (skip what the database holds, map as a batch, add), hands a
   full or old enough batch to the `WriteStage`, applies each completion
   (positions, Kafka commit, stats, rewinds) and serves rebalance callbacks;
-- `PartitionPositions` (positions.py): what the database holds per partition;
-- `WriteStage` (writestage.py): the writer thread, one batch in flight.
+- `PartitionPositions` (positions.py): what the database holds per partition,
+  and whether its records may be read yet (`PartitionState`);
+- `WriteStage` (writestage.py): the writer thread, one job in flight (a batch to
+  write, or the stored offsets to read), each attempt bounded;
+- `LogEndCheck` (logend.py): where an assigned partition starts, and a stored
+  offset past the log end said out loud.
 
 The consumer thread builds batch N+1 while the writer thread writes batch N.
-Exactly once rests on four rules kept here:
-1. a batch is handed over only after the previous one's completion is applied,
+Exactly once rests on five rules kept here:
+1. a batch is handed over only after the previous job's completion is applied,
    so each write expects the offsets the previous one stored (compare-and-set);
-2. a batch that was not written (abandoned, fenced) takes the batch being built
-   with it, and the partitions are re-read from the first record not written;
-3. a revocation waits for the write in flight (which gives up if it is waiting
-   for the database) before the partitions go;
-4. while the database is down (or the writer keeps a full batch waiting), the
+2. a batch that was not written (fenced, given up) takes the batch being built
+   with it, and the partitions are re-read from what the database holds;
+3. the consumer thread never waits on the database, and a rebalance callback
+   least of all. A revocation gives the write in flight a short grace, then gives
+   it up: the partitions go at once. A write given up may still commit (its
+   COMMIT may have reached the server); that is safe, because
+   - its outcome is never applied: positions come from the database only;
+   - the partitions we keep are re-read from the database, by a load that runs on
+     the writer thread after that write has ended, so it sees what it left;
+   - the next owner of a revoked partition, if it loaded the offsets before that
+     commit, is fenced by the compare-and-set and re-reads them itself;
+4. an assigned (or rewound) partition is read only once the database has said
+   where it stands (LOADING, paused, outside the callback) and the broker that
+   its log still reaches there (CHECKING): records of other partitions go on
+   meanwhile, and a stored offset past the log end stops the partition (or,
+   opted in, restarts it from the log's start with the jump recorded);
+5. while the database is down (or the writer keeps a full batch waiting), the
    consumer pauses its partitions and keeps calling `consume()`, which serves rebalance callbacks
    and keeps it in the group however long the outage lasts; memory stays bounded
    by two batches plus librdkafka's queue.
+On stop, the write in flight is given up (its connection shut, so its transaction
+does not commit) once it is retrying or half the shutdown timeout has passed:
+what it held is read again on the next start, from the offsets the database holds.
 
 A record that fails a stage is poison: with `errors.tolerance: all` it becomes a
 dead letter (table and/or topic) and the stream goes on; with `none` the
@@ -32,21 +51,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from sinkframe.config.connector import ConnectorConfig
 from sinkframe.errors import ConnectorFailed
 from sinkframe.mapping.base import Mapper
 from sinkframe.pipeline.batch import Batch, BatchBuilder
 from sinkframe.pipeline.deadletter import DeadLetterProducer, dead_letter_for
-from sinkframe.pipeline.positions import PartitionPositions
+from sinkframe.pipeline.logend import LogEndCheck, describe_offset
+from sinkframe.pipeline.positions import PartitionPositions, PartitionState
 from sinkframe.pipeline.routing import TenantRouter
 from sinkframe.pipeline.stats import ConnectorState, ConnectorStats
 from sinkframe.pipeline.validation import MessageValidator
 from sinkframe.pipeline.writer import BatchWriter, committed_records
-from sinkframe.pipeline.writestage import Completion, WriteStage, backoff_seconds
+from sinkframe.pipeline.writestage import Completion, WriteStage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +75,9 @@ log = logging.getLogger(__name__)
 # well under this; pausing on every batch would throw away librdkafka's prefetch.
 PAUSE_AFTER_SECONDS = 1.0
 POLL_TIMEOUT_SECONDS = 0.02
+# How long a revocation lets the write in flight end by itself before giving it
+# up: a healthy write ends well within it, and the group waits for the callback.
+REVOKE_GRACE_SECONDS = 0.5
 
 # librdkafka defaults for a sink (each can be overridden; docs/reliability.md):
 # - the prefetch queue bounded below librdkafka's (64 MB, 100k messages per
@@ -94,7 +117,7 @@ def consumer_properties(base: Mapping[str, str], connector: ConnectorConfig) -> 
 class ConnectorTask:
     def __init__(self, connector: ConnectorConfig, mapper: Mapper, writer: BatchWriter,
                  kafka: Mapping[str, str], *, stop: threading.Event | None = None,
-                 db_offsets: Callable[[], dict[int, int]] | None = None, router: TenantRouter | None = None):
+                 router: TenantRouter | None = None, shutdown_timeout: float = 30.0):
         self.connector = connector
         self.mapper = mapper
         self.writer = writer
@@ -110,12 +133,14 @@ class ConnectorTask:
                                     validate=validator.validate if validator else None,
                                     tolerate=connector.tolerance == "all", router=router)
         self.router = router
+        self.shutdown_timeout = shutdown_timeout
         self._consumer: Consumer | None = None
         self._stage: WriteStage | None = None
+        self._log_end: LogEndCheck | None = None
         self._max_wait = connector.max_wait_ms / 1000
-        self._load_db_offsets = db_offsets or writer.stored_offsets
         self._dead_letter_topic: DeadLetterProducer | None = None
         self._revoking: set[int] = set()
+        self._give_up_at: float | None = None  # once stopping: when the write in flight is given up
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -125,8 +150,9 @@ class ConnectorTask:
         self.stop_event.set()
 
     def has_unwritten(self) -> bool:
-        """Whether messages were consumed that are not written yet."""
-        return bool(self.builder.batch) or (self._stage is not None and self._stage.busy())
+        """Whether messages were consumed that are not written yet, or partitions wait for their offsets."""
+        return (bool(self.builder.batch) or (self._stage is not None and self._stage.busy())
+                or bool(self.positions.in_state(PartitionState.LOADING)))
 
     def load_alert_states(self) -> None:
         """Start the firing-alert counts from what the database holds (metrics, status)."""
@@ -151,6 +177,7 @@ class ConnectorTask:
                                      before_commit=self._dead_letter_topic.send if self._dead_letter_topic else None)
             self._stage.open()
             self._consumer = Consumer(self.kafka, logger=logging.getLogger("sinkframe.kafka"))
+            self._log_end = LogEndCheck(self._consumer, self.connector, self.positions, self.stats)
             self._consumer.subscribe([self.connector.topic], on_assign=self._on_assign,
                                      on_revoke=self._on_revoke, on_lost=self._on_revoke)
             self.stats.state = ConnectorState.RUNNING
@@ -159,6 +186,7 @@ class ConnectorTask:
                     self._wait_for_writer()
                 self._poll()
                 self._collect(timeout=0)
+                self._settle_partitions()
                 if self._due():
                     self._hand_over()
             self.stats.state = ConnectorState.STOPPING
@@ -173,7 +201,9 @@ class ConnectorTask:
 
     def _close(self) -> None:
         if self._stage is not None:
-            self._stage.close()
+            self._stage.abandon(interrupt=True)  # nothing is in flight after a clean stop
+            if not self._stage.close(timeout=max(self.shutdown_timeout / 4, 1.0)):
+                log.warning("connector %s: the writer thread did not end; leaving it", self.connector.name)
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -203,7 +233,22 @@ class ConnectorTask:
             else:
                 self._on_kafka_error(error)
         if messages:
-            self._add(messages)
+            self._add(self._admitted(messages))
+
+    def _admitted(self, messages: list) -> list:
+        """The messages of READY partitions; others wait for the database or the broker (rule 4)."""
+        keep = set(self.positions.in_state(PartitionState.READY))
+        if len(keep) == len(self.positions.state):
+            return messages
+        first: dict[int, int] = {}
+        for message in messages:
+            first.setdefault(message.partition(), message.offset())
+        for partition in self.positions.in_state(PartitionState.CHECKING):
+            if self._log_end.check(partition, first_offset=first.get(partition)):
+                keep.add(partition)
+        # What is held back is read again: a LOADING partition is sought to its
+        # stored offset once loaded, a CHECKING one once confirmed.
+        return [m for m in messages if m.partition() in keep]
 
     def _on_kafka_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -213,6 +258,8 @@ class ConnectorTask:
         log.warning("connector %s: Kafka: %s", self.connector.name, error.str())
 
     def _add(self, messages: list) -> None:
+        if not messages:
+            return
         before = len(self.builder.batch.dead_letters)
         stop = self.builder.add(messages)
         for letter in self.builder.batch.dead_letters[before:]:
@@ -256,8 +303,13 @@ class ConnectorTask:
         return batch.age() >= self._max_wait and not self._stage.busy()
 
     def _hand_over(self) -> None:
-        """Give the batch being built to the writer, once the previous batch's completion is applied."""
+        """Give the batch being built to the writer, once the previous job's completion is applied."""
         self._wait_for_writer()
+        if self.positions.in_state(PartitionState.LOADING) and not self.stop_event.is_set():
+            # Partitions waiting for their offsets go first: under load the writer is
+            # never idle between batches, and they would wait for ever.
+            self._stage.load_offsets()
+            self._wait_for_writer()
         batch = self.builder.take()
         if not batch:  # dropped while waiting (a revocation, a fence)
             return
@@ -265,15 +317,10 @@ class ConnectorTask:
         self._stage.put(batch, self.positions.expected(batch.next_offsets))
 
     def _wait_for_writer(self) -> None:
-        """Apply the completion of the batch in flight, polling (paused) while it takes long."""
-        waited_from, abandoned = time.monotonic(), False
+        """Apply the completion of the job in flight, polling (paused) while it takes long."""
+        waited_from = time.monotonic()
         while self._stage.busy():
-            if self.stop_event.is_set() and self._stage.retrying and not abandoned:
-                abandoned = True
-                log.warning("connector %s: stopping while the database is unavailable; %d messages not "
-                            "written will be read again on the next start", self.connector.name,
-                            self._unwritten_messages())
-                self._stage.abandon()
+            self._give_up_if_stopping()
             if self._collect(timeout=0 if self.stats.paused else 0.05):
                 break
             if not self.stats.paused and (self._stage.retrying
@@ -287,17 +334,30 @@ class ConnectorTask:
                 self._unread(self._consumer.consume(num_messages=100, timeout=0.1))
         self._resume_if_paused()
 
+    def _give_up_if_stopping(self) -> None:
+        """Stopping: give the job in flight up once it waits for the database or half the shutdown time passed."""
+        if not self.stop_event.is_set():
+            return
+        if self._give_up_at is None:
+            self._give_up_at = time.monotonic() + self.shutdown_timeout / 2
+        if not (self._stage.retrying or time.monotonic() >= self._give_up_at):
+            return
+        unwritten = self._unwritten_messages()
+        if self._stage.abandon(interrupt=True):
+            log.warning("connector %s: stopping while the database is unavailable or slow; %d messages not "
+                        "written will be read again on the next start", self.connector.name, unwritten)
+
     def _unwritten_messages(self) -> int:
         return self.builder.batch.messages + self._stage.in_flight_messages()
 
     def _write_everything(self) -> None:
-        """Hand over what is built and wait until it is written (or abandoned)."""
+        """Hand over what is built and wait until it is written (or given up)."""
         if self.builder.batch:
             self._hand_over()
         self._wait_for_writer()
 
     def _collect(self, timeout: float | None) -> bool:
-        """Apply the completion of the batch in flight if it has one; True if one was applied."""
+        """Apply the completion of the job in flight if it has one; True if one was applied."""
         completion = self._stage.wait(timeout)
         if completion is None:
             return False
@@ -306,7 +366,12 @@ class ConnectorTask:
 
     def _apply(self, completion: Completion) -> None:
         batch = completion.batch
-        if completion.outcome is not None:
+        if completion.late:
+            self._given_up_ended(completion)
+        elif completion.is_load and completion.stored is not None:
+            self._start_loaded(completion.stored)
+            self.stats.state = ConnectorState.RUNNING  # the database answered
+        elif completion.outcome is not None:
             outcome = completion.outcome
             self.positions.committed(outcome.next_offsets)
             self._commit_to_kafka(outcome.next_offsets)
@@ -321,11 +386,25 @@ class ConnectorTask:
             self.stats.fenced += 1
             log.warning("connector %s: %s", self.connector.name, completion.fenced)
             self._rewind_to_database()
-        elif completion.abandoned:
-            # Nothing of it was written: it and the batch built after it are read again.
-            self._drop([batch, self.builder.batch], keep=self._assigned())
         else:
             raise completion.error
+
+    def _given_up_ended(self, completion: Completion) -> None:
+        """A job given up (revocation, stop) has ended: count what it committed, apply nothing (rule 3).
+
+        The batch built after it goes too (rule 2: it expects the offsets the given-up
+        write was to store), and the partitions are read again from the database.
+        """
+        self._await_database(self._assigned())
+        if completion.outcome is not None:
+            log.info("connector %s: a write given up committed after all (%d messages); the offsets are "
+                     "read again from the database", self.connector.name, completion.batch.messages)
+            self._record(completion.batch, completion)
+        elif completion.fenced is not None:
+            self.stats.fenced += 1
+            log.warning("connector %s: a write given up was fenced: %s", self.connector.name, completion.fenced)
+        elif completion.error is not None:
+            log.warning("connector %s: a write given up failed: %s", self.connector.name, completion.error)
 
     def _record(self, batch: Batch, completion: Completion) -> None:
         outcome = completion.outcome
@@ -353,8 +432,13 @@ class ConnectorTask:
 
     def _resume_if_paused(self) -> None:
         if self.stats.paused:
-            self._consumer.resume(self._consumer.assignment())
+            self._consumer.resume(self._fetching())
             self.stats.paused = False
+
+    def _fetching(self) -> list[TopicPartition]:
+        """The assigned partitions that are to be fetched: READY, and CHECKING (the fetch tells the log end)."""
+        return [TopicPartition(self.connector.topic, p)
+                for p in self.positions.in_state(PartitionState.READY, PartitionState.CHECKING)]
 
     def _commit_to_kafka(self, next_offsets: Mapping[int, int]) -> None:
         offsets = [TopicPartition(self.connector.topic, p, o) for p, o in next_offsets.items()]
@@ -368,50 +452,54 @@ class ConnectorTask:
         """The partitions this consumer keeps: its assignment, less those being revoked."""
         return {tp.partition for tp in self._consumer.assignment()} - self._revoking
 
-    def _stored_offsets_retrying(self) -> dict[int, int]:
-        attempt = 0
-        while True:
-            try:
-                return self._load_db_offsets()
-            except Exception as err:  # noqa: BLE001 - database unavailable: wait, as for writes
-                attempt += 1
-                if self.stop_event.is_set():
-                    raise ConnectorFailed(f"connector {self.connector.name}: stopping before the "
-                                          "stored offsets could be read") from err
-                delay = backoff_seconds(attempt)
-                log.warning("connector %s: reading stored offsets failed (attempt %d, next in %.1fs): %s",
-                            self.connector.name, attempt, delay, err)
-                self.stats.state = ConnectorState.WAITING_FOR_DATABASE
-                time.sleep(delay)
+    def _settle_partitions(self) -> None:
+        """Load the offsets of LOADING partitions when the writer is free; check CHECKING ones' log end."""
+        if self.positions.in_state(PartitionState.LOADING) and not self._stage.busy():
+            self._stage.load_offsets()
+        for partition in self.positions.in_state(PartitionState.CHECKING):
+            self._log_end.check(partition)  # a partition with no record to read settles here
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        stored = self._stored_offsets_retrying()
         for tp in partitions:
-            # No stored offset: fall back to Kafka's committed offset, then auto.offset.reset.
-            tp.offset = stored.get(tp.partition, OFFSET_INVALID)
-        self.positions.assign(stored, (tp.partition for tp in partitions))
+            # A placeholder that costs no committed-offset lookup: the partition is paused
+            # here and sought to the offset the database holds once it has answered.
+            tp.offset = OFFSET_END
         consumer.assign(partitions)
+        consumer.pause(partitions)
+        self.positions.assign(tp.partition for tp in partitions)
         self.stats.assignments += 1
-        if self.stats.paused:  # still waiting for the writer: fetch nothing new meanwhile
-            consumer.pause(partitions)
         self.stats.assigned = tuple(sorted(tp.partition for tp in consumer.assignment()))
-        self.stats.stored_offsets.update({tp.partition: stored[tp.partition] for tp in partitions
-                                          if tp.partition in stored})
-        self.stats.state = ConnectorState.RUNNING
-        log.info("connector %s: assigned %s", self.connector.name,
-                 ", ".join(f"{tp.topic}[{tp.partition}]@{'stored ' + str(tp.offset) if tp.offset >= 0 else 'committed/earliest'}"
-                           for tp in partitions) or "nothing")
+        log.info("connector %s: assigned %s; reading their stored offsets", self.connector.name,
+                 ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing")
+
+    def _start_loaded(self, stored: Mapping[int, int]) -> None:
+        """The database answered: seek each LOADING partition there and let it be fetched."""
+        start = self.positions.loaded(stored)
+        start = {p: o for p, o in start.items() if p in self._assigned()}
+        if not start:
+            return
+        fallback = self._log_end.committed_or_reset([p for p, o in start.items() if o is None])
+        tps = [TopicPartition(self.connector.topic, p, o if o is not None else fallback[p]) for p, o in start.items()]
+        # Resume first: a seek must reach partitions that are fetching, so that
+        # resuming later cannot take them back to where the application last read.
+        self._consumer.resume(tps)
+        for tp in tps:
+            self._log_end.sought(tp.partition)
+            self._consumer.seek(tp)
+        self.stats.stored_offsets.update({p: stored[p] for p in start if p in stored})
+        log.info("connector %s: reading %s", self.connector.name, ", ".join(
+            f"{self.connector.topic}[{p}]@{'stored ' + str(o) if o is not None else describe_offset(fallback[p])}"
+            for p, o in start.items()))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {tp.partition for tp in partitions}
         self._revoking = revoked
         try:
-            # The write in flight ends before the partitions go (it gives up if it is
-            # waiting for the database), so the next owner reads the offsets it stored.
-            if self._stage is not None and self._stage.busy():
-                if self._stage.retrying:
-                    self._stage.abandon()
-                self._collect(timeout=None)
+            stage = self._stage
+            # A healthy write ends within the grace; one waiting for the database is given up (rule 3).
+            if stage is not None and stage.busy() and not self._collect(timeout=REVOKE_GRACE_SECONDS) \
+                    and stage.writing():
+                self._give_up_write()
             batch = self.builder.batch
             if batch and revoked & set(batch.next_offsets):
                 # The new owner re-reads these records from the stored offsets; records of
@@ -423,6 +511,13 @@ class ConnectorTask:
             self._revoking = set()
         self.positions.revoke(revoked)
         self.stats.assigned = tuple(p for p in self.stats.assigned if p not in revoked)
+
+    def _give_up_write(self) -> None:
+        log.warning("connector %s: a revocation came while a write of %d messages was in flight; giving it up "
+                    "(its records are read again from the offsets the database holds)", self.connector.name,
+                    self._stage.in_flight_messages())
+        self._stage.abandon()
+        self._await_database(self._assigned())
 
     def _drop(self, batches: list[Batch], *, keep: set[int]) -> None:
         """Forget unwritten batches; seek the kept partitions back to their first records."""
@@ -440,12 +535,14 @@ class ConnectorTask:
 
     def _rewind_to_database(self) -> None:
         """Go back to what the database holds (after a fence, or a database that lost commits)."""
-        stored = self._stored_offsets_retrying()
-        # The batch being built goes too; a partition the database holds nothing of is
-        # read again from the first record this consumer read of it, that batch included.
+        # A partition the database holds nothing of is read again from the first
+        # record this consumer read of it, the batch being built included.
         self.positions.note_read(self.builder.batch.first_offsets)
-        seek_to = self.positions.reset_to_database(stored, self._assigned())
-        self._resume_if_paused()  # as in _drop: seek partitions that are fetching
-        for partition, offset in seek_to.items():
-            self._consumer.seek(TopicPartition(self.connector.topic, partition, offset))
+        self._await_database(self._assigned())
+
+    def _await_database(self, partitions: set[int]) -> None:
+        """Drop the batch being built; pause `partitions` until their stored offsets are read again."""
         self.builder.take()
+        if partitions:
+            self._consumer.pause([TopicPartition(self.connector.topic, p) for p in partitions])
+            self.positions.reload(partitions)

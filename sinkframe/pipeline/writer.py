@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from sinkframe.errors import RecordError, RetriableWriteError, SinkframeError, W
 from sinkframe.mapping.base import Target
 from sinkframe.mapping.batch import RoleColumns
 from sinkframe.pipeline import dberrors
+from sinkframe.pipeline.dbconnect import abort_connection
 from sinkframe.pipeline.batch import Batch, DeadLetter
 from sinkframe.pipeline.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
@@ -56,6 +58,7 @@ _COPY_LINE = re.compile(r"^COPY .*?, line (\d+)", re.MULTILINE)
 # while the database is down and the group does not expel it.
 POOL_WAIT_SECONDS = 5.0
 POOL_WAIT_RECONNECTING_SECONDS = 0.2
+_IDLE_IN_TRANSACTION = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
 # Records per range when isolating refused rows (see _Isolation).
 ISOLATION_CHUNK = 256
 
@@ -134,8 +137,9 @@ class BatchWriter:
     def __init__(self, pool: ConnectionPool, *, connector: str, group_id: str, topic: str,
                  targets: Mapping[str, ResolvedTarget], method: str = "copy",
                  dead_letter_table: str | None = None, parts: Sequence["TransactionPart"] = (),
-                 routed: bool = False):
+                 routed: bool = False, write_timeout: float | None = None):
         self.pool = pool
+        self.write_timeout = write_timeout  # seconds one attempt may take (writestage.py enforces it)
         self.connector = connector
         self.group_id = group_id
         self.topic = topic
@@ -150,6 +154,10 @@ class BatchWriter:
         # role key -> (target, statement) of registered tenants. Replaced, never changed in
         # place: the consumer thread reads it too (`resolved`, for the stats).
         self._tenant_targets: dict[str, tuple[ResolvedTarget, sql.Composed]] = {}
+        # The connection in use and, once given up, why (give_up_connection, another thread).
+        self._watch = threading.Lock()
+        self._in_use: psycopg.Connection | None = None
+        self._given_up: str | None = None
 
     def resolved(self, role: str) -> ResolvedTarget:
         """The target of a role key: a mapper role, or (routed) `tenant/role` in the tenant's schema."""
@@ -220,7 +228,11 @@ class BatchWriter:
         After an outage the pool reconnects with a doubling backoff (its next
         attempt can be minutes away after a long outage); a connection made here
         lets the sink resume as soon as the database answers again.
+        The connection is watched: `give_up_connection()` (another thread) shuts
+        it, and then it is closed, never put back for reuse.
         """
+        with self._watch:
+            self._given_up = None
         try:
             wait = POOL_WAIT_RECONNECTING_SECONDS if self._reconnecting else POOL_WAIT_SECONDS
             conn, pooled = self.pool.getconn(timeout=wait), True
@@ -228,6 +240,8 @@ class BatchWriter:
             if not self._reconnecting:
                 raise
             conn, pooled = psycopg.connect(self.pool.conninfo, **self.pool.kwargs), False
+        with self._watch:
+            self._in_use = conn
         try:
             with conn:  # commits or rolls back what is left open, as the pool's own does
                 try:
@@ -239,23 +253,47 @@ class BatchWriter:
                         conn.close()
                     raise
         finally:
+            with self._watch:
+                self._in_use, given_up = None, self._given_up
+            if given_up is not None:
+                conn.close()  # the pool discards a closed connection and opens a new one
             if pooled:
                 self.pool.putconn(conn)
             else:
                 conn.close()
+            if given_up is not None and not self.pool.closed:
+                # The pool's idle connections were opened before the fault too (after a
+                # failover or a partition they stay dead): replace them all.
+                self.pool.drain()
         # Back to the pool only once it gave a connection: while it is still in its
         # reconnect backoff, every write would first wait POOL_WAIT_SECONDS for it.
         self._reconnecting = not pooled
+
+    def give_up_connection(self, reason: str) -> None:
+        """Shut the connection a write or load is using now (from another thread); it errors at once."""
+        with self._watch:
+            conn = self._in_use
+            if conn is None or self._given_up is not None:
+                return
+            self._given_up = reason
+            # Under the lock: the writer thread cannot close the connection meanwhile.
+            shut = abort_connection(conn)
+        if shut:
+            log.warning("connector %s: giving up a database connection: %s", self.connector, reason)
 
     def stored_offsets(self) -> dict[int, int]:
         """The next offset of each partition stored for this connector's group and topic."""
         try:
             with self.connection() as conn:
-                offsets = load_offsets(conn, self.group_id, self.topic)
-        except Exception:
-            self._reconnecting = True
-            raise
-        return offsets
+                return load_offsets(conn, self.group_id, self.topic)
+        except Exception as err:
+            classified = self._classify(err)
+            self._reconnecting = self._reconnecting or isinstance(classified, RetriableWriteError)
+            if isinstance(classified, RetriableWriteError):
+                raise RetriableWriteError(f"connector {self.connector}: reading the stored offsets failed, "
+                                          f"will retry: {self._why(err)}") from err
+            raise WriteError(f"connector {self.connector}: reading the stored offsets failed: "
+                             f"{_describe(err)}") from err
 
     # -- setup ----------------------------------------------------------------------
     def ensure_framework_tables(self) -> None:
@@ -290,6 +328,7 @@ class BatchWriter:
         try:
             with self.connection() as conn:
                 with conn.transaction(), conn.cursor() as cur:
+                    self._bound_idle_transaction(cur)
                     unrouted = self._unregistered_records(cur, batch)
                     outcome = self._write_routed(conn, cur, batch, unrouted, tolerate)
                     dead = [*batch.dead_letters, *outcome.rejected]
@@ -343,6 +382,17 @@ class BatchWriter:
         outcome.stopped_at = [first[p] for p in sorted(first)]
         return outcome
 
+    def _bound_idle_transaction(self, cur) -> None:
+        """Have the server end this transaction if its client goes quiet in it for the write timeout.
+
+        A write given up (or cut off by a partition) after it updated its offsets
+        row leaves a server session idle in its transaction, holding that row's
+        lock: the retry, on a new connection, would wait for it until the server
+        noticed the client was gone, which can take hours.
+        """
+        if self.write_timeout is not None:
+            cur.execute(_IDLE_IN_TRANSACTION, (f"{int(self.write_timeout * 1000)}ms",))
+
     def _write_records(self, conn, cur, batch: Batch, tolerate: bool) -> WriteOutcome:
         try:
             with conn.transaction():  # a savepoint: a poison row rolls back only this
@@ -383,11 +433,17 @@ class BatchWriter:
         """Whether `role` is written with COPY, whose errors name the failing row."""
         return self.resolved(role).target.upsert is None and self.method == "copy"
 
+    def _why(self, err: Exception) -> str:
+        """The driver's words, or why the connection was given up when that is what broke it."""
+        given_up = self._given_up
+        return f"connection given up: {given_up}" if given_up else _describe(err)
+
     def _classify(self, err: Exception) -> Exception:
         state = dberrors.sqlstate_of(err)
         detail = _describe(err)
         if dberrors.is_retriable(err):
-            return RetriableWriteError(f"connector {self.connector}: writing a batch failed, will retry: {detail}")
+            return RetriableWriteError(f"connector {self.connector}: writing a batch failed, will retry: "
+                                       f"{self._why(err)}")
         if dberrors.is_poison(err):
             return RecordError("write", detail, sqlstate=state)
         return WriteError(f"connector {self.connector}: the database refused the batch "

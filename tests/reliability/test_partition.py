@@ -230,21 +230,14 @@ def test_a_sink_cut_off_between_writes_resumes_after_the_heal_exactly_once(
     run_through_partition(pg_dsn, kafka_bootstrap, new_topic(partitions=2), tmp_path, mid_write=False)
 
 
-# The two below need the bound on one batch's write of issue 15 (pipeline/writestage.py,
-# task.py: branch live-task): a write whose connection the partition cut off waits forever
-# through this proxy, which keeps acknowledging (no keepalive or tcp_user_timeout can fire).
-NEEDS_WRITE_BOUND = pytest.mark.xfail(
-    reason="a write stuck on a dead connection: the write bound and bounded SIGTERM of issue 15 "
-           "(task.py/writestage.py, branch live-task); remove this mark once both are merged", strict=False)
-
-
-@NEEDS_WRITE_BOUND
+# The two below rest on the bound on one batch's write (pipeline/writestage.py): through this
+# proxy, which keeps acknowledging, no keepalive or tcp_user_timeout can fire, so only the
+# write bound ends a write whose connection the partition cut off.
 def test_a_sink_cut_off_in_the_middle_of_a_write_resumes_after_the_heal_exactly_once(
         pg_dsn, kafka_bootstrap, new_topic, tmp_path):
     run_through_partition(pg_dsn, kafka_bootstrap, new_topic(partitions=2), tmp_path, mid_write=True)
 
 
-@NEEDS_WRITE_BOUND
 def test_sigterm_during_a_partition_ends_the_sink(pg_dsn, kafka_bootstrap, new_topic, tmp_path):
     create_tables(pg_dsn)
     topic = new_topic()

@@ -8,7 +8,7 @@ from confluent_kafka import Message
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
 from sinkframe.pipeline.deadletter import dead_letter_for
-from sinkframe.pipeline.positions import PartitionPositions
+from sinkframe.pipeline.positions import PartitionPositions, PartitionState
 
 
 def test_records_before_the_stored_offset_are_skipped_not_written_again():
@@ -16,7 +16,8 @@ def test_records_before_the_stored_offset_are_skipped_not_written_again():
     # recreated topic, a broker that lost data): the records it re-delivers below
     # the stored offset are already in the database.
     positions = PartitionPositions("positions", "positions")
-    positions.assign({0: 5}, [0, 1])
+    positions.assign([0, 1])
+    positions.loaded({0: 5})
     builder = BatchBuilder("positions", PluginRegistry().get("raw")({}), positions=positions,
                            dead_letter_for=dead_letter_for)
     for partition in (0, 1):
@@ -33,14 +34,31 @@ def test_records_before_the_stored_offset_are_skipped_not_written_again():
 
 def test_a_write_expects_what_the_previous_one_stored_and_a_reset_goes_back_to_the_database():
     positions = PartitionPositions("c", "t")
-    positions.assign({0: 10}, [0, 1])
+    positions.assign([0, 1])
+    assert positions.in_state(PartitionState.LOADING) == [0, 1]
+    assert positions.loaded({0: 10}) == {0: 10, 1: None}
+    # A stored offset is checked against the log end first; nothing stored: read at once.
+    assert positions.state == {0: PartitionState.CHECKING, 1: PartitionState.READY}
     assert positions.expected([0, 1]) == {0: 10, 1: None}
     positions.note_read({0: 10, 1: 0})
     positions.committed({0: 30, 1: 7})
     assert positions.expected([0, 1]) == {0: 30, 1: 7}
     positions.note_read({0: 30, 1: 7})  # later batches do not move where a partition was first read
     # The database lost its last commits: it holds partition 0 at 20 and nothing of partition 1.
-    assert positions.reset_to_database({0: 20}, [0, 1]) == {0: 20, 1: 0}
+    positions.reload([0, 1])
+    assert positions.loaded({0: 20}) == {0: 20, 1: 0}
     assert positions.expected([0, 1]) == {0: 20, 1: None}
     positions.revoke([1])
-    assert positions.expected([1]) == {1: None} and positions.reset_to_database({}, [0]) == {0: 10}
+    positions.reload([0, 1])
+    assert positions.loaded({}) == {0: 10} and positions.expected([1]) == {1: None}
+
+
+def test_a_partition_restarted_past_the_log_end_skips_nothing_and_still_expects_the_stored_offset():
+    positions = PartitionPositions("c", "t")
+    positions.assign([0])
+    positions.loaded({0: 500})
+    assert positions.skip_below(0) == 500
+    positions.restart(0)
+    assert positions.ready(0) and positions.skip_below(0) is None and positions.expected([0]) == {0: 500}
+    positions.committed({0: 40})
+    assert positions.skip_below(0) == 40 and positions.expected([0]) == {0: 40}

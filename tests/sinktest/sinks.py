@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -132,13 +133,21 @@ def start_sink_process(paths, env: Mapping[str, str], log_path: Path, *args: str
         return subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
 
+# What `sinkframe run` logs once its signal handlers are installed.
+RUNNING = re.compile(r"running \d+ connector\(s\)")
+
+
 def run_process_until(paths, env: Mapping[str, str], log_path: Path, done, *, timeout: float,
                       message: str) -> None:
     """A fresh `sinkframe run` child until `done()` holds, a batch interval more (a duplicate
     would land within it), then SIGTERM: it must write what is in flight and exit 0."""
+    started = len(RUNNING.findall(log_path.read_text())) if log_path.exists() else 0
     sink = start_sink_process(paths, env, log_path)
     try:
         wait_for(done, timeout=timeout, message=message)
+        # A SIGTERM before the sink installed its handler would kill it (exit -15), not stop it.
+        wait_for(lambda: len(RUNNING.findall(log_path.read_text())) > started, timeout=timeout,
+                 message="the sink to be running")
         time.sleep(1.0)
     finally:
         sink.send_signal(signal.SIGTERM)
