@@ -133,6 +133,8 @@ class PipelineCollector(Collector):
             ("fenced_batches", "Batches rolled back because another consumer owned a partition.", ["connector"]),
             ("alert_transitions", "Alert transitions committed (rows of sinkframe_alerts), by rule and "
              "state (firing, resolved).", ["connector", "alert", "state"]),
+            ("log_end_restarts", "Partitions restarted from their earliest offset because the stored offset "
+             "was past the log end (consumer.stored_offset_past_log_end: earliest).", ["connector"]),
         )}
         g = {name: GaugeMetricFamily(f"sinkframe_{name}", text, labels=labels) for name, text, labels in (
             ("connector_state", "1 for the connector's current state; 'stalled': running, but nothing written "
@@ -143,6 +145,8 @@ class PipelineCollector(Collector):
             ("event_time_lag_seconds", "Now minus the newest Kafka record timestamp written.", ["connector"]),
             ("last_write_timestamp_seconds", "Unix time of the last batch written.", ["connector"]),
             ("alerts_firing", "Keys (devices) whose alert rule is firing now.", ["connector", "alert"]),
+            ("partitions_past_log_end", "Partitions stopped because the offset stored in the database is past "
+             "the partition's log end (topic re-created or truncated).", ["connector"]),
         )}
         now = time.time()
         stalls = getattr(self._source, "stalls", None)
@@ -159,6 +163,8 @@ class PipelineCollector(Collector):
             c["dead_letters"].add_metric([name], s.dead_letters)
             c["write_retries"].add_metric([name], s.write_retries)
             c["fenced_batches"].add_metric([name], s.fenced)
+            c["log_end_restarts"].add_metric([name], s.log_end_restarts)
+            g["partitions_past_log_end"].add_metric([name], len(s.partitions_past_log_end))
             for each in STATES:
                 g["connector_state"].add_metric([name, each], 1.0 if state == each else 0.0)
             g["connector_paused"].add_metric([name], 1.0 if s.paused else 0.0)

@@ -94,6 +94,16 @@ class ConnectorStatus:
         lags = [p.lag for p in self.partitions]
         return None if not lags or None in lags else sum(lags)
 
+    def judge_log_end(self) -> None:
+        """A stored offset past the partition's log end: the topic was re-created or truncated, and
+        a sink stops that partition (pipeline/logend.py) while its lag reads 0."""
+        for p in self.partitions:
+            if p.db_stored is not None and p.high is not None and p.db_stored > p.high:
+                self.problems.append(
+                    f"{self.topic}[{p.partition}]: stored offset {p.db_stored} is past the end of the log "
+                    f"(high watermark {p.high}): the topic was re-created or truncated; see "
+                    "consumer.stored_offset_past_log_end in docs/reliability.md")
+
     def judge_progress(self, stall_after: float) -> None:
         """Stalled: messages wait (lag > 0) and no waiting partition's offset advanced for
         `stall_after` seconds. From here a sink that is not running looks the same."""
@@ -155,6 +165,7 @@ def collect_status(files: Sequence[Path], settings: Settings, *, plugins_dirs: S
         for connector, status in zip(connectors, report.connectors):
             _read_database(conn, connector, status, tables[connector.name], lookback, registered)
             _read_schema(conn, settings, status, tables[connector.name], registered)
+            status.judge_log_end()
             status.judge_progress(settings.stall_after)
             _read_scores(conn, connector, status, lookback)
     return report

@@ -23,12 +23,13 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
-from sinkframe.devservices import create_topics, produce
+from sinkframe.devservices import create_topics, free_port, produce
 from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, query, row_counts
 from sinktest.liveness import messages
+from sinktest.monitor import metric_sum, scrape
 from sinktest.sinks import InProcessSink
 from sinktest.waiting import wait_for
 
@@ -70,7 +71,7 @@ def test_by_default_a_partition_whose_stored_offset_is_past_the_log_end_stops_wi
     caplog.set_level(logging.INFO)
     topic, connector, env = setup(kafka_bootstrap, pg_dsn, new_topic, tmp_path)
     said = f"{topic}[0]: stored offset {STORED_PAST_END} is past the end of the log (high watermark {PER_PARTITION})"
-    with InProcessSink([connector], env) as sink:
+    with InProcessSink([connector], env, metrics_port=free_port()) as sink:
         task = sink.tasks[0]
         wait_for(lambda: rows_of(pg_dsn, 1) == PER_PARTITION - STORED_WITHIN, timeout=30,
                  message="partition 1 to go on")
@@ -80,6 +81,9 @@ def test_by_default_a_partition_whose_stored_offset_is_past_the_log_end_stops_wi
                                                           "high_watermark": PER_PARTITION}}
         assert task.failure is None and task.stats.state == "running"
         assert task.stats.log_end_restarts == 0
+        samples = scrape(sink.url)
+        assert metric_sum(samples, "sinkframe_partitions_past_log_end") == 1
+        assert metric_sum(samples, "sinkframe_log_end_restarts_total") == 0
     assert rows_of(pg_dsn, 0) == 0
     assert query(pg_dsn, "SELECT partition, next_offset FROM sinkframe_offsets ORDER BY 1") == [
         (0, STORED_PAST_END), (1, PER_PARTITION)]
