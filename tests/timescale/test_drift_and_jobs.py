@@ -66,8 +66,11 @@ def test_the_job_failure_metric_counts_what_the_scheduler_saw_fail(real_timescal
         return row[0] if row and row[0] else 0
 
     wait_for(lambda: failures() >= 1, timeout=120, interval=0.5, message="the scheduler to run the failing job")
-    probe = DatabaseProbe(real_timescale.dsn, jobs_cache_seconds=0)
+    # The prober reads the job views on its own thread; the metric serves what it read last.
+    probe = DatabaseProbe(real_timescale.dsn, interval=0.2, jobs_interval=0.5).start()
     try:
+        wait_for(lambda: any(job.job_id == failing for job in probe.job_failures()), timeout=30,
+                 message="the probe to read the failing job")
         seen = {job.job_id: job for job in probe.job_failures()}
         collector = PipelineCollector(SimpleNamespace(latency=BatchLatency(), pipeline=None, watermarks=None,
                                                       probe=probe))
