@@ -50,13 +50,17 @@ SEED_QUERIES = {
 @click.option("-v", "--verbose", is_flag=True, help="Show the sink's log (one line per dead letter, etc.).")
 def demo(devices, hours, interval, malformed_rate, database_url, seed, degrading, verbose):
     """Run the whole pipeline locally on simulated traffic and print what landed."""
+    quieted = logging.getLogger("sinkframe")
+    level = quieted.level
     if not verbose:  # the summary reports dead letters; one log line each would bury it
-        logging.getLogger("sinkframe").setLevel(logging.ERROR)
+        quieted.setLevel(logging.ERROR)
     try:
         run_demo(devices=devices, hours=hours, interval=interval, malformed_rate=malformed_rate,
                  database_url=database_url, seed=seed, degrading=degrading)
     except SinkframeError as err:
         raise click.ClickException(str(err)) from None
+    finally:
+        quieted.setLevel(level)  # the demo also runs inside other programs (the tests): leave logging as it was
 
 
 def run_demo(*, devices: int, hours: float, interval: float, malformed_rate: float,

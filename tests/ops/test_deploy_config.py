@@ -12,6 +12,7 @@ import yaml
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sinkframe.models.store import CREATE_SCORES_TABLE, SCORES_TABLE
 from sinkframe.ops.metrics import BatchLatency, PipelineCollector, new_registry
 from sinkframe.pipeline.stats import ConnectorStats
 from sinkframe.schema import load_schema
@@ -112,11 +113,18 @@ def test_sql_panels_use_columns_of_the_aggregate():
     columns = set(load_schema(REPO / "schema").continuous_aggregates[AGGREGATE].column_names)
     queries = [t["rawSql"] for t in targets("grafana-postgresql-datasource")]
     queries += [v["query"] for v in DASHBOARD["templating"]["list"]]
+    # The models' panel reads the scores table (sinkframe/models/store.py); the others the aggregate.
+    on_scores = [q for q in queries if f"FROM {SCORES_TABLE}" in q]
+    assert len(on_scores) == 1
+    queries = [q for q in queries if q not in on_scores]
     assert len(queries) >= 4
     for query in queries:
         assert f"FROM {AGGREGATE}" in query
         used = set(re.findall(r"\b((?:avg|min|max)_[a-z_]+|sample_count|bucket|device_id)\b", query))
         assert used <= columns, used - columns
+    score_columns = set(re.findall(r"^\s+([a-z_]+) [a-z]", CREATE_SCORES_TABLE.as_string(None), re.M))
+    used = set(re.findall(r"\b(score_key|model|model_version|score|alarm|bucket|rows|connector)\b", on_scores[0]))
+    assert used <= score_columns, used - score_columns
 
 
 def exposed_sample_names() -> set[str]:
