@@ -136,6 +136,6 @@ def scoring_rows(s: dict, row: Callable[..., None]) -> None:
         f"EXPECTED {_n(s['rows_scored_expected'])}"
     row("  rows scored", _n(s["rows_scored"]),
         f"of {_n(s['rows_written'])} written; {_n(s['rows_not_scored'])} not scored (each key's first two time "
-        f"constants), {verdict}")
+        f"constants), {verdict}; {_n(s['score_rows'])} rows in sinkframe_scores (key, minute)")
     row("  extra sink CPU", _n(s["sink_cpu_seconds_extra"], " s"),
         f"{_n(s['sink_cpu_us_extra_per_row_scored'])} us per row scored (sink CPU on minus off; noisy)")

@@ -111,13 +111,14 @@ def run_scoring(ctx: BenchContext, requested: int, end_to_end: dict, *,
 
 
 def score_counts(dsn: str, model: BoundModel, version: int) -> dict:
-    """The rows scored (sinkframe_scores), and those the detector should have scored: each fitted
-    key's rows from two of its time constants after its first row on."""
+    """The rows scored (sinkframe_scores), its rows (one per key and minute), and the rows the detector
+    should have scored: each fitted key's rows from two of its time constants after its first row on."""
     scores = sql.Identifier(store.SCORES_TABLE)
     key, moment = sql.Identifier(model.spec.key), sql.Identifier(model.spec.time_column)
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        scored = cur.execute(sql.SQL("SELECT coalesce(sum(rows), 0) FROM {} WHERE connector = %s AND model = %s")
-                             .format(scores), (model.connector, model.spec.name)).fetchone()[0]
+        scored, minutes = cur.execute(
+            sql.SQL("SELECT coalesce(sum(rows), 0), count(*) FROM {} WHERE connector = %s AND model = %s")
+            .format(scores), (model.connector, model.spec.name)).fetchone()
         parameters = store.version_parameters(cur, model.connector, model.spec.name, version)
         fitted = detector_from_json(parameters, model=f"{model.connector}/{model.spec.name} version {version}")
         keys = list(fitted.baselines)
@@ -128,7 +129,7 @@ def score_counts(dsn: str, model: BoundModel, version: int) -> dict:
             "JOIN unnest(%s::text[], %s::float8[]) AS u(k, settle) ON u.k = f.k "
             "WHERE d.{time} >= f.first + make_interval(secs => u.settle)").format(
             table=model.target.identifier, key=key, time=moment), (keys, settle)).fetchone()[0]
-    return {"rows_scored": int(scored), "rows_scored_expected": int(expected), "keys_fitted": len(keys)}
+    return {"rows_scored": int(scored), "rows_scored_expected": int(expected), "score_rows": minutes}
 
 
 def _run_view(run: dict) -> dict:
@@ -168,6 +169,7 @@ def summarize(workload: ScoringWorkload, requested: int, scored_config: Path, fi
         "rows_not_scored": written - counts["rows_scored"],
         "rows_scored_expected": counts["rows_scored_expected"],
         "scored_as_expected": counts["rows_scored"] == counts["rows_scored_expected"],
+        "score_rows": counts["score_rows"],
         "sink_cpu_seconds_extra": round(extra_cpu, 2),
         "sink_cpu_us_extra_per_row_scored": round(extra_cpu * 1e6 / counts["rows_scored"], 2)
         if counts["rows_scored"] else None,

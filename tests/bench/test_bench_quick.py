@@ -125,6 +125,8 @@ def assert_scoring_section(scoring: dict, messages: int) -> None:
     assert 0 < scoring["rows_scored"] == scoring["rows_scored_expected"] < scoring["rows_written"]
     assert scoring["rows_not_scored"] == scoring["rows_written"] - scoring["rows_scored"]
     assert scoring["scored_as_expected"] is True
+    # A device's rows are over a minute apart: one sinkframe_scores row (key, minute) per row scored.
+    assert scoring["score_rows"] == scoring["rows_scored"]
     assert scoring["ratio_to_scoring_off"] == round(scoring["scoring_on"]["msgs_per_second"]
                                                     / scoring["scoring_off"]["msgs_per_second"], 3)
 
