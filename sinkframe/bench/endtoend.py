@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import psycopg
 
 from sinkframe.bench import database, procstats, services
 from sinkframe.bench.services import BenchContext
 from sinkframe.bench.sinkproc import SinkProcess, cli_supports_workers
-from sinkframe.bench.workload import TOPIC_PREFIX, create_topic, produce_all
+from sinkframe.bench.workload import TOPIC_PREFIX, create_topic, encoded, produce_all
 from sinkframe.errors import SinkframeError
 
 POLL_SECONDS = 0.02
@@ -84,11 +85,12 @@ def watch_until_committed(dsn: str, topic: str, end_offsets: dict[int, int], sin
 
 
 def run_end_to_end(ctx: BenchContext, messages: int, *, workers: int = 1, profile: bool = False,
-                   name: str = "end_to_end") -> dict:
+                   name: str = "end_to_end", values: Callable[[int], bytes] = encoded) -> dict:
+    """`values(i)`: message i's bytes (the workload's by default)."""
     topic = unique_topic(name)
     with services.broker(ctx, name) as bootstrap:
         create_topic(bootstrap, topic, ctx.partitions)
-        produced = produce_all(bootstrap, topic, messages)
+        produced = produce_all(bootstrap, topic, messages, values=values)
         database.reset_tables(ctx.dsn, ctx.tables)
         postgres_cpu = procstats.CpuMeter(lambda: services.postgres_pids(ctx.dsn)).start()
         broker_cpu = procstats.CpuMeter(services.broker_pids).start()

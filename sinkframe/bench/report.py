@@ -1,6 +1,8 @@
 """The benchmark's result document as a table people can read."""
 from __future__ import annotations
 
+from typing import Callable
+
 
 def _n(value, suffix: str = "") -> str:
     if value is None:
@@ -99,6 +101,7 @@ def section_lines(results: dict) -> list[str]:
             f"{_n(w['1']['msgs_per_second'])} -> {_n(w['2']['msgs_per_second'])} msgs/s ({w['2']['mode']}, "
             f"{w['2']['partitions']} partitions); first-to-last {_n(w['speedup_first_to_last_commit'])}x")
         row("  --workers 2 / ceiling", f"{w['2']['msgs_per_second'] / c['rows_per_second']:.1%}", "")
+    scoring_rows(results["scoring"], row)
     for thread, summary in results.get("profile", {}).items():
         stages = summary.get("stages_percent", {})
         lines += ["", f"profile of the sink's {thread} thread (py-spy --idle, % of its wall time):"]
@@ -109,3 +112,30 @@ def section_lines(results: dict) -> list[str]:
         note = f"; {t['note']}" if t.get("note") else ""
         lines.append(f"  [{verdict}] {t['label']}: {_n(t['measured'])} (goal {t['goal']}){note}")
     return lines
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def scoring_rows(s: dict, row: Callable[..., None]) -> None:
+    """The scoring section, through section_lines' `row`."""
+    if "skipped" in s:
+        row("scoring on (contact_health)", "skipped", s["skipped"])
+        return
+    fit, off = s["fit"], s["scoring_off"]
+    raised = f" (raised from {_n(s['messages_requested'])}: the fit needs hours per device)" \
+        if s["messages"] != s["messages_requested"] else ""
+    row("scoring on (contact_health)", _n(s["msgs_per_second"], " msgs/s"),
+        f"{_n(s['messages'])} msgs{raised}, a device's rows {s['row_interval_seconds']} s apart; "
+        f"model version {fit['version']} fitted on {_n(fit['rows'])} rows, {fit['keys_fitted']}/{fit['keys']} keys, "
+        f"in {fit['seconds']} s")
+    row("  / scoring off, same msgs", _percent(s["ratio_to_scoring_off"]),
+        f"scoring off: {_n(off['msgs_per_second'])} msgs/s; / end to end above: {_percent(s['ratio_to_end_to_end'])}")
+    verdict = "as the detector's warm-up predicts" if s["scored_as_expected"] else \
+        f"EXPECTED {_n(s['rows_scored_expected'])}"
+    row("  rows scored", _n(s["rows_scored"]),
+        f"of {_n(s['rows_written'])} written; {_n(s['rows_not_scored'])} not scored (each key's first two time "
+        f"constants), {verdict}; {_n(s['score_rows'])} rows in sinkframe_scores (key, minute)")
+    row("  extra sink CPU", _n(s["sink_cpu_seconds_extra"], " s"),
+        f"{_n(s['sink_cpu_us_extra_per_row_scored'])} us per row scored (sink CPU on minus off; noisy)")

@@ -16,6 +16,7 @@ from sinkframe.bench.latency import run_latency
 from sinkframe.bench.machine import load_average, machine_facts
 from sinkframe.bench.naive import run_naive
 from sinkframe.bench.quix import run_quix
+from sinkframe.bench.scoring import run_scoring
 from sinkframe.bench.services import BenchContext
 from sinkframe.devservices import local_postgres_dsn
 from sinkframe.devservices.timescaledb import START_SCRIPT_ENV, find_timescale_server, start_script
@@ -24,10 +25,10 @@ from sinkframe.errors import SinkframeError
 CONFIG_NAME = Path("configs") / "smart_breaker.yaml"
 SCHEMA_NAME = Path("schema")
 SECTIONS = ("machine", "tables", "ceiling", "ceiling_index_free", "end_to_end", "quix", "naive", "latency",
-            "workers", "targets", "timescaledb")
+            "workers", "scoring", "targets", "timescaledb")
 # The sections measured again on TimescaleDB, under "timescaledb" (with its own "tables" and "server").
 DATABASE_SECTIONS = ("ceiling", "ceiling_index_free", "end_to_end", "profile", "quix", "naive", "latency", "workers",
-                     "targets")
+                     "scoring", "targets")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class BenchOptions:
     latency_seconds: float = 30
     workers_compare: bool = True
     quix: bool = True
+    scoring: bool = True
     partitions: int = 4
     ceiling_repeats: int = 3
     profile: bool = False
@@ -205,6 +207,11 @@ def run_sections(ctx: BenchContext, options: BenchOptions, say: Callable[[str], 
         results["workers"] = workers_comparison(e2e, two)
     else:
         results["workers"] = {"skipped": "--no-workers-compare"}
+
+    if options.scoring:
+        results["scoring"] = run_scoring(ctx, options.messages, e2e, say=say)
+    else:
+        results["scoring"] = {"skipped": "--no-scoring"}
 
     results["targets"] = check_targets(results)
     return results

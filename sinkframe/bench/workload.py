@@ -95,6 +95,17 @@ def encoded(i: int) -> bytes:
     return orjson.dumps(message(i))
 
 
+def spaced(start: datetime, step: timedelta) -> Callable[[int], bytes]:
+    """The encoder of message i measured at start + i * step instead: each device's rows then lie
+    DEVICES * step apart (the scoring section's model needs hours of each device's history)."""
+    def encode(i: int) -> bytes:
+        value = message(i)
+        value["timestamp"] = (start + i * step).isoformat(timespec="milliseconds")
+        return orjson.dumps(value)
+
+    return encode
+
+
 def measurement_rows(n: int, *, topic: str, partitions: int) -> list[tuple]:
     """n smart_breaker_data rows, as the smart_breaker mapper makes them from these messages."""
     rows = []

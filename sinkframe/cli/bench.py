@@ -23,6 +23,9 @@ from sinkframe.cli.errors import exit_on_error
 @click.option("--quix/--no-quix", default=True, show_default=True,
               help="Also drain the messages with Quix Streams' PostgreSQLSink (needs quixstreams[postgresql], "
                    "or $SINKFRAME_BENCH_QUIX_PYTHON; skipped with the reason otherwise).")
+@click.option("--scoring/--no-scoring", default=True, show_default=True,
+              help="Also drain the messages (their times spread over hours) with the contact_health model "
+                   "scoring them, after fitting it on a run without; --quick raises its N to what a fit needs.")
 @click.option("--timescaledb/--no-timescaledb", default=True, show_default=True,
               help="Also run every section on TimescaleDB hypertables ($SINKFRAME_BENCH_TIMESCALE_DSN, else the "
                    "server the tests use: ../shared/timescaledb/start; skipped with the reason without one).")
@@ -36,15 +39,15 @@ from sinkframe.cli.errors import exit_on_error
               show_default=True, help="Where to write the results (logs go beside it, in logs/).")
 @click.option("--database-name", default="sinkframe_bench", show_default=True,
               help="Database to drop and create for the run (on $SINKFRAME_BENCH_POSTGRES_DSN's server).")
-def bench(messages, baseline_messages, latency_rate, latency_seconds, workers_compare, quix, timescaledb, partitions, profile,
-          quick, config, output, database_name):
+def bench(messages, baseline_messages, latency_rate, latency_seconds, workers_compare, quix, scoring, timescaledb,
+          partitions, profile, quick, config, output, database_name):
     """Benchmark sinkframe against the bare-COPY ceiling, Quix Streams and a naive connector."""
     from sinkframe.bench.report import render
     from sinkframe.bench.suite import BenchOptions, default_config, run_bench
 
     options = BenchOptions(messages=messages, baseline_messages=baseline_messages, latency_rate=latency_rate,
-                           latency_seconds=latency_seconds, workers_compare=workers_compare, quix=quix, timescaledb=timescaledb,
-                           partitions=partitions, profile=profile, output=output,
+                           latency_seconds=latency_seconds, workers_compare=workers_compare, quix=quix, scoring=scoring,
+                           timescaledb=timescaledb, partitions=partitions, profile=profile, output=output,
                            config=config or default_config(), database_name=database_name)
     if quick:
         options = options.quickened()

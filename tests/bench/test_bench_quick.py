@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -14,8 +16,11 @@ from sinkframe.bench.ceiling import INDEX_FREE_ROWS_PER_TRANSACTION
 from sinkframe.bench.database import BenchTables
 from sinkframe.bench.latency import latencies, percentiles
 from sinkframe.bench.quix import FIRST_MESSAGE, QuixProcess, quix_python
+from sinkframe.bench.report import scoring_rows
+from sinkframe.bench.scoring import SETTLE_SECONDS, ScoringWorkload
 from sinkframe.bench.suite import SECTIONS, TARGETS, check_targets, default_config, default_schema_dir
 from sinkframe.cli import cli
+from sinkframe.models import detector
 from sinkframe.schema import load_schema
 from sinkframe.schema.spec import canonical_type
 
@@ -81,6 +86,8 @@ def test_quick_bench_counts_every_message_and_writes_every_section(tmp_path, pos
     assert latency["never_seen_committed"] == 0
     assert {"p50_ms", "p99_ms"} <= set(latency["visible"])
     assert results["workers"]["2"]["rows_counted"] == messages
+    assert_scoring_section(results["scoring"], messages)
+    assert "scoring on (contact_health)" in result.output and "as the detector's warm-up predicts" in result.output
     checks = {t["target"]: t for t in results["targets"]}
     assert set(checks) == {t.name for t in TARGETS}
     assert checks["ratio_to_ceiling"]["measured"] == round(e2e["msgs_per_second"] / ceiling["rows_per_second"], 3)
@@ -98,8 +105,50 @@ def test_quick_bench_counts_every_message_and_writes_every_section(tmp_path, pos
     assert tsdb["workers"]["2"]["rows_counted"] == messages
     assert tsdb["naive"]["rows_counted"] == options["baseline_messages"]
     assert tsdb["latency"]["never_seen_committed"] == 0
+    assert_scoring_section(tsdb["scoring"], messages)
     assert {t["target"] for t in tsdb["targets"]} == {t.name for t in TARGETS}
     assert "TimescaleDB (hypertables): TimescaleDB" in result.output
+
+
+def assert_scoring_section(scoring: dict, messages: int) -> None:
+    """Both drains wrote every message once; every key was fitted; the rows scored are exactly those
+    the detector scores (all but each key's warm-up), counted in sinkframe_scores."""
+    workload = ScoringWorkload.for_messages(messages)
+    assert scoring["messages_requested"] == messages and scoring["messages"] == workload.messages
+    assert scoring["row_interval_seconds"] == workload.interval_seconds
+    for run in (scoring["scoring_off"], scoring["scoring_on"]):
+        assert run["rows_counted"] == run["rows_with_distinct_source"] == run["messages"] == workload.messages
+        assert run["dead_letters"] == 0 and run["exit_codes"] == [0]
+    fit = scoring["fit"]
+    assert fit["rows"] == workload.messages and fit["keys"] == fit["keys_fitted"] == scoring["devices"]
+    assert scoring["rows_written"] == workload.messages
+    assert 0 < scoring["rows_scored"] == scoring["rows_scored_expected"] < scoring["rows_written"]
+    assert scoring["rows_not_scored"] == scoring["rows_written"] - scoring["rows_scored"]
+    assert scoring["scored_as_expected"] is True
+    # A device's rows are over a minute apart: one sinkframe_scores row (key, minute) per row scored.
+    assert scoring["score_rows"] == scoring["rows_scored"]
+    assert scoring["ratio_to_scoring_off"] == round(scoring["scoring_on"]["msgs_per_second"]
+                                                    / scoring["scoring_off"]["msgs_per_second"], 3)
+
+
+@pytest.mark.parametrize("requested", [3_000, 60_000, 100_000, 1_000_000, 1_234_567])
+def test_the_scoring_workload_lets_every_device_be_fitted(requested):
+    workload = ScoringWorkload.for_messages(requested)
+    assert workload.messages == max(requested, 60_000)
+    rows_per_device = workload.messages // 1_000
+    warming = math.ceil(SETTLE_SECONDS / workload.interval_seconds)  # rows a fit leaves out of each key
+    assert rows_per_device - warming >= detector.MIN_ROWS
+    # No row lies exactly two time constants after its key's first (float rounding would decide it).
+    assert all((2 * tau) % workload.interval_seconds for tau in detector.TAU_CHOICES)
+    assert workload.step * 1_000 == timedelta(seconds=workload.interval_seconds)
+    if requested == 1_000_000:
+        assert workload.interval_seconds == 70  # the full run's rows fit in one day (one TimescaleDB chunk)
+
+
+def test_the_report_says_why_scoring_was_skipped():
+    rows = []
+    scoring_rows({"skipped": "--no-scoring"}, lambda *cells: rows.append(cells))
+    assert rows == [("scoring on (contact_health)", "skipped", "--no-scoring")]
 
 
 def test_the_benchmark_writes_the_columns_the_schema_declares():
