@@ -17,7 +17,7 @@ from psycopg import errors, sql
 from sinkframe.schema import load_schema
 
 from sinktest.paths import REPO
-from sinktest.tsdb import insert_raw, job_id, schedule_soon, wait_for_scheduler
+from sinktest.tsdb import insert_raw, job_id, run_by_scheduler
 from tenanthelp import drop_roles, run, unique
 
 pytestmark = [pytest.mark.timescale, pytest.mark.slow]
@@ -183,9 +183,7 @@ def test_a_tenants_own_policies_run_on_its_schema_only(real_timescale):
                 insert_raw(conn, sql.Identifier(where, "iot_raw_data"), rows)
             jobs = [job_id(conn, "iot_raw_data", proc, schema) for proc in ("policy_retention", "policy_compression")]
             for job in jobs:
-                schedule_soon(conn, job)
-        for job in jobs:
-            wait_for_scheduler(real_timescale.dsn, job)
+                run_by_scheduler(conn, job)
         with real_timescale.connect() as conn:
             tenant_rows = [d for (d,) in conn.execute(sql.SQL("SELECT device_id FROM {}").format(
                 sql.Identifier(schema, "iot_raw_data")))]

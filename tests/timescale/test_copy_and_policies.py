@@ -19,7 +19,7 @@ from sinkframe.schema import apply_schema, load_schema
 from sinktest.config import FAST_GROUP_JOIN, sink_env, write_connector
 from sinktest.paths import REPO
 from sinktest.sinks import run_until_idle
-from sinktest.tsdb import insert_raw, job_id, schedule_soon, wait_for_scheduler
+from sinktest.tsdb import insert_raw, job_id, run_by_scheduler
 
 pytestmark = [pytest.mark.timescale, pytest.mark.slow]
 
@@ -93,13 +93,9 @@ def test_compression_retention_and_refresh_policies_run_by_themselves(real_times
         jobs = {"compression": job_id(conn, "iot_raw_data", "policy_compression"),
                 "retention": job_id(conn, "iot_enriched_data", "policy_retention"),
                 "refresh": job_id(conn, "iot_raw_hourly_counts", "policy_refresh_continuous_aggregate")}
-        # One after the other, as their schedules space them in production. Started at the same
-        # moment, one of the three was once recorded as failed in a CI run (its error was not kept;
-        # the assertion below now shows job_errors). Each still runs only when the scheduler starts it.
+        # One after the other, as their schedules space them in production.
         for job in jobs.values():
-            schedule_soon(conn, job)
-            wait_for_scheduler(real_timescale.dsn, job)
-            conn.execute("SELECT alter_job(%s, scheduled => false)", [job])  # before the next one starts
+            run_by_scheduler(conn, job)
 
     with real_timescale.connect() as conn:
         compressed = conn.execute("SELECT range_end < now() - interval '1 hour', is_compressed "
