@@ -92,7 +92,8 @@ def insert_raw(conn, table: sql.Composable, rows: list[tuple]) -> None:
 
 
 def successful_runs(conn, job: int) -> int:
-    row = conn.execute("SELECT total_successes FROM timescaledb_information.job_stats WHERE job_id = %s",
+    row = conn.execute("SELECT coalesce(total_successes, 0) FROM timescaledb_information.job_stats "
+                       "WHERE job_id = %s",
                        [job]).fetchone()
     return row[0] if row else 0
 
