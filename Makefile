@@ -30,11 +30,16 @@ DEMO_ARGS ?= --degrading 2 --hours 48
 demo: install engine
 	$(BIN)/sinkframe demo $(DEMO_ARGS)
 
+# Two pytest-xdist workers, each taking whole test files: most of the suite's time is spent
+# waiting out outages and restarts, which two files at once overlap. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: install engine
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # Quix Streams (the benchmark's comparison) pins confluent-kafka below the version the
 # sink runs with, so it lives in a virtualenv of its own; the benchmark runs its app there.

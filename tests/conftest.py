@@ -93,6 +93,18 @@ def pytest_report_header(config):
             "the embedded engine stands in; tests that need a real server skip")
 
 
+def pytest_sessionfinish(session):
+    # Under pytest-xdist the fixtures run in the workers: each hands its servers to the controller.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["timescale_ran"] = dict(TIMESCALE_RAN)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    TIMESCALE_RAN.update(getattr(node, "workeroutput", {}).get("timescale_ran", {}))
+
+
 def pytest_terminal_summary(terminalreporter):
     if not TIMESCALE_RAN:
         return
