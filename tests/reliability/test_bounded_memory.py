@@ -25,11 +25,12 @@ from sinktest.paths import REPO
 pytestmark = pytest.mark.slow
 
 BACKLOG = 200_000
-# The bound at the default settings. The peak depends on how full the two batches get, so on how
-# fast the database takes them: 147-149 MiB with this test alone, 173-217 MiB late in the whole
-# suite (a database busy from earlier tests, batches filling to max_rows). The benchmark's target
-# for a 1M backlog is 300 MB; this stays below it with room for a slow CI database.
-PEAK_RSS_BOUND_MIB = 250
+# The bound at the default settings: the product's target for peak RSS (the benchmark's, for a 1M
+# backlog). The peak depends on how full the batches and librdkafka's prefetch queues get, so on how
+# fast the database takes them: about 150 MiB with this test alone (also with both cores busy), more
+# when other tests load the database at the same time (docs/reliability.md has the figures). Memory
+# that grew with the backlog would pass it: 200k messages held at once take well over 300 MiB.
+PEAK_RSS_BOUND_MIB = 300
 
 
 def produce_backlog(bootstrap: str, topic: str, count: int) -> None:

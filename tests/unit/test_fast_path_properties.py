@@ -34,19 +34,32 @@ CONFIGS = {
 
 
 # -- comparing results ---------------------------------------------------------------
-def normalised(value: Any) -> Any:
-    """A value with its exact type spelled out, so that 1 != 1.0, -0.0 != 0.0 and Jsonb compares by .obj."""
-    if isinstance(value, Jsonb):
-        return ("Jsonb", normalised(value.obj))
-    if type(value) is float:
-        return ("float", "nan" if math.isnan(value) else value.hex())
-    if type(value) is datetime:
-        return ("datetime", value.isoformat(), repr(value.tzinfo))
-    if type(value) is dict:
-        return ("dict", [(normalised(k), normalised(v)) for k, v in value.items()])
-    if type(value) in (list, tuple):
-        return (type(value).__name__, [normalised(v) for v in value])
-    return (type(value).__name__, value)
+def normalised(value: Any) -> list[tuple]:
+    """A value as a flat list of tokens with each exact type spelled out, so that 1 != 1.0, -0.0 != 0.0
+    and Jsonb compares by .obj. Flat, and built without recursion: the hostile inputs nest about a
+    thousand deep, which a recursive walk or a nested comparison takes past Python's recursion limit
+    once the test runner's own frames are below it (pytest-xdist's are)."""
+    tokens: list[tuple] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Jsonb):
+            tokens.append(("Jsonb",))
+            pending.append(item.obj)
+        elif type(item) is float:
+            tokens.append(("float", "nan" if math.isnan(item) else item.hex()))
+        elif type(item) is datetime:
+            tokens.append(("datetime", item.isoformat(), repr(item.tzinfo)))
+        elif type(item) is dict:
+            tokens.append(("dict", len(item)))
+            for key, inner in reversed(item.items()):  # popped back in order: key, then its value
+                pending += [inner, key]
+        elif type(item) in (list, tuple):
+            tokens.append((type(item).__name__, len(item)))
+            pending += reversed(item)
+        else:
+            tokens.append((type(item).__name__, item))
+    return tokens
 
 
 def assert_same_mapping(fast: MappedBatch, reference: MappedBatch) -> None:
