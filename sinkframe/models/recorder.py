@@ -49,8 +49,10 @@ class _Loaded:
 
 
 class ModelScorer:
-    def __init__(self, connector: str, models: Sequence[ModelSpec], targets: Mapping[str, ResolvedTarget]):
+    def __init__(self, connector: str, models: Sequence[ModelSpec], targets: Mapping[str, ResolvedTarget], *,
+                 method: str = "copy"):
         self.connector = connector
+        self.copy = method == "copy"  # the writer's method: a server without COPY gets the scores as arrays
         self.models = tuple(models)
         self.by_role: dict[str, list[ModelSpec]] = {}
         for model in self.models:
@@ -139,7 +141,7 @@ class ModelScorer:
         store.upsert_scores(cur, connector, model.name, version, keys[starts].tolist(), buckets[starts].tolist(),
                             np.maximum.reduceat(values, starts).tolist(),
                             np.logical_or.reduceat(alarms, starts).tolist(),
-                            np.diff(np.r_[starts, len(keys)]).tolist())
+                            np.diff(np.r_[starts, len(keys)]).tolist(), copy=self.copy)
 
     def _refresh(self, cur) -> None:
         """Use each model's newest stored version that loads; log a switch, and a refused version once."""

@@ -98,7 +98,7 @@ def alert_recorder(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[
 
 
 def transaction_parts(connector: ConnectorConfig, mapper: Mapper, targets: Mapping[str, ResolvedTarget],
-                      kafka: Mapping[str, str], *, alerts_retention: str | None = None) -> list:
+                      kafka: Mapping[str, str], *, alerts_retention: str | None = None, method: str = "copy") -> list:
     """What the connector writes with every batch besides its rows: model scores, then alerts (which may
     use the scores)."""
     from sinkframe.models.spec import parse_models
@@ -112,7 +112,7 @@ def transaction_parts(connector: ConnectorConfig, mapper: Mapper, targets: Mappi
         return [alerts] if alerts else []
     from sinkframe.models.recorder import ModelScorer, ScoredAlerts
 
-    scorer = ModelScorer(connector.name, models, targets)
+    scorer = ModelScorer(connector.name, models, targets, method=method)
     return [scorer, ScoredAlerts(alerts, scorer)] if alerts else [scorer]
 
 
@@ -200,7 +200,8 @@ class Pipeline:
             mapper = build_mapper(connector, self.registry)
             targets = resolve_targets(connector, mapper)
             parts = transaction_parts(connector, mapper, targets, self.settings.kafka,
-                                      alerts_retention=self.settings.alerts_retention)
+                                      alerts_retention=self.settings.alerts_retention,
+                                      method=self.settings.write_method)
             router = self.tenant_router(connector)
             writer = BatchWriter(
                 self.pool, connector=connector.name, group_id=connector.group_id, topic=connector.topic,
