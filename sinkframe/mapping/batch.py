@@ -15,6 +15,7 @@ exactly the row, or exactly the rejection, that `map()` would give it.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -118,6 +119,8 @@ class MappedBatch:
 
     roles: dict[str, RoleColumns]
     rejected: list[Rejection] = field(default_factory=list)
+    # Records a fast path left to the per-record path, by reason (mapping/fastpath.py: FALLBACK_REASONS).
+    fallbacks: Counter = field(default_factory=Counter)
 
     @property
     def row_count(self) -> int:

@@ -12,15 +12,21 @@ never rejects a record itself, and `map()` stays the reference.
 """
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+import msgspec
 import orjson
 
+from sinkframe.errors import RecordError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.batch import MappedBatch, RecordBatch, RoleColumns, map_each
 from sinkframe.mapping.common import SOURCE_COLUMNS
+
+log = logging.getLogger(__name__)
 
 # What a fast path makes of one record: its data row (all columns but the
 # trailing SOURCE_COLUMNS, which come from the batch) and its device_metadata row
@@ -30,10 +36,11 @@ OrdinaryRows = Callable[[bytes | None, int | None], "tuple[tuple, tuple | None] 
 
 @dataclass(slots=True)
 class FastPathResult:
-    """The rows a fast path built, per role, and the records it left to the per-record path."""
+    """The rows a fast path built, per role, and the records it left to the per-record path (and why)."""
 
     roles: dict[str, RoleColumns]
     fallback: list[int] = field(default_factory=list)  # RecordBatch indices, ascending
+    fallbacks: Counter = field(default_factory=Counter)  # reason -> records (FALLBACK_REASONS)
 
 
 class ColumnarMapper(Mapper):
@@ -46,10 +53,10 @@ class ColumnarMapper(Mapper):
     def map_batch(self, batch: RecordBatch) -> MappedBatch:
         taken = self.fast_path(batch)
         if not taken.fallback:
-            return MappedBatch(taken.roles)
+            return MappedBatch(taken.roles, fallbacks=taken.fallbacks)
         rest = map_each(self, batch, taken.fallback)
         roles = {role: interleaved(columns, rest.roles[role]) for role, columns in taken.roles.items()}
-        return MappedBatch(roles, rest.rejected)
+        return MappedBatch(roles, rest.rejected, taken.fallbacks)
 
 
 def decoded_as_per_record(rows_of: Callable[[dict, int | None], tuple]) -> OrdinaryRows:
@@ -77,14 +84,24 @@ def take_ordinary(mapper: Mapper, batch: RecordBatch, ordinary_rows: OrdinaryRow
     data = _Columns(width)
     metadata = _Columns(len(mapper.targets[metadata_role].columns) if metadata_role else 0)
     fallback = []
+    fallbacks: Counter = Counter()
     timestamps_ms = batch.timestamps_ms
     for i, value in enumerate(batch.values):
+        reason = "shape"  # what a None from ordinary_rows means
         try:
-            mapped = ordinary_rows(value, timestamps_ms[i])
-        except Exception:  # noqa: BLE001 - whatever trips the fast path, the per-record path decides
+            mapped = ordinary_rows(value, timestamps_ms[i]) if value is not None else None
+        except msgspec.ValidationError:  # typed decoding: a field of another type, a key it does not know
             mapped = None
+        except (orjson.JSONDecodeError, msgspec.DecodeError):
+            mapped, reason = None, "decode"
+        except (ValueError, RecordError):  # the mapper's own checks (the per-record path says which)
+            mapped, reason = None, "check"
+        except Exception:  # noqa: BLE001 - a bug of the fast path: shown once, counted; the record still maps
+            _log_bug_once(mapper)
+            mapped, reason = None, "bug"
         if mapped is None:
             fallback.append(i)
+            fallbacks["tombstone" if value is None else reason] += 1
             continue
         row, metadata_row = mapped
         data.add(row, i)
@@ -98,7 +115,27 @@ def take_ordinary(mapper: Mapper, batch: RecordBatch, ordinary_rows: OrdinaryRow
             roles[role] = metadata.finished()
         else:
             roles[role] = RoleColumns.empty(len(target.columns))
-    return FastPathResult(roles, fallback)
+    return FastPathResult(roles, fallback, fallbacks)
+
+
+# Why a record left a fast path (sinkframe_fast_path_fallbacks_total's `reason`).
+FALLBACK_REASONS = {
+    "tombstone": "no value",
+    "decode": "not JSON the decoder takes",
+    "shape": "not the ordinary message the fast path knows (a key or a type it leaves out)",
+    "check": "refused by the mapper's own checks (the per-record path rejects it or maps it otherwise)",
+    "bug": "the fast path failed unexpectedly (logged once per mapper)",
+}
+_bugs_logged: set[type] = set()
+
+
+def _log_bug_once(mapper: Mapper) -> None:
+    """Log the exception being handled, once per mapper class: a fast path's bug, not a record's fault."""
+    if type(mapper) not in _bugs_logged:
+        _bugs_logged.add(type(mapper))
+        log.exception("mapper %s: its fast path failed unexpectedly (a bug); the records it fails on go through "
+                      "the per-record path, counted in sinkframe_fast_path_fallbacks_total{reason=\"bug\"}",
+                      mapper.name)
 
 
 class _Columns:

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from sinkframe import __version__
 from sinkframe.alerts.engine import Change
+from sinkframe.mapping.fastpath import FALLBACK_REASONS
 from sinkframe.ops.health import DatabaseProbe
 from sinkframe.ops.kafka import WatermarkPoller
 from sinkframe.ops.lag import PartitionPosition, partition_positions  # noqa: F401 - re-exported
@@ -133,6 +134,9 @@ class PipelineCollector(Collector):
             ("fenced_batches", "Batches rolled back because another consumer owned a partition.", ["connector"]),
             ("alert_transitions", "Alert transitions committed (rows of sinkframe_alerts), by rule and "
              "state (firing, resolved).", ["connector", "alert", "state"]),
+            ("fast_path_fallbacks", "Records a mapper's fast path left to the per-record path, by reason: "
+             + "; ".join(f"{reason}: {meaning}" for reason, meaning in FALLBACK_REASONS.items()) + ".",
+             ["connector", "reason"]),
             ("log_end_restarts", "Partitions restarted from their earliest offset because the stored offset "
              "was past the log end (consumer.stored_offset_past_log_end: earliest).", ["connector"]),
         )}
@@ -161,6 +165,8 @@ class PipelineCollector(Collector):
             for (stage, error_class), count in dict(s.errors_by_stage).items():
                 c["errors"].add_metric([name, stage, error_class], count)
             c["dead_letters"].add_metric([name], s.dead_letters)
+            for reason, count in dict(s.fast_path_fallbacks).items():
+                c["fast_path_fallbacks"].add_metric([name, reason], count)
             c["write_retries"].add_metric([name], s.write_retries)
             c["fenced_batches"].add_metric([name], s.fenced)
             c["log_end_restarts"].add_metric([name], s.log_end_restarts)

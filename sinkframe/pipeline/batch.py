@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -97,7 +98,7 @@ class BatchBuilder:
 
     def __init__(self, topic: str, mapper: Mapper, *, positions: PartitionPositions,
                  dead_letter_for: Callable, validate=None, tolerate: bool = True,
-                 router: TenantRouter | None = None):
+                 router: TenantRouter | None = None, fallbacks: Counter | None = None):
         self.topic = topic
         self.mapper = mapper
         self.widths = {role: len(t.columns) for role, t in mapper.targets.items()}
@@ -106,6 +107,8 @@ class BatchBuilder:
         self._validate = validate
         self._tolerate = tolerate
         self._router = router
+        # Records the mapper's fast path left to the per-record path, by reason (the connector's stats).
+        self.fallbacks = Counter() if fallbacks is None else fallbacks
         self.batch = Batch.empty(topic, self.widths, routed=router is not None)
 
     def take(self) -> Batch:
@@ -161,7 +164,10 @@ class BatchBuilder:
     def _map(self, chunk: RecordBatch) -> MappedBatch:
         if self._validate is not None:  # the message schema needs decoded values: per record
             return map_each(self.mapper, chunk, validate=self._validate)
-        return self.mapper.map_batch(chunk)
+        mapped = self.mapper.map_batch(chunk)
+        if mapped.fallbacks:
+            self.fallbacks.update(mapped.fallbacks)
+        return mapped
 
     def _extend(self, chunk: RecordBatch, messages: list, mapped: MappedBatch) -> None:
         batch = self.batch

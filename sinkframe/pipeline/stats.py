@@ -36,6 +36,7 @@ class ConnectorStats:
     last_batch_seconds: float = 0.0
     errors_by_stage: Counter = field(default_factory=Counter)  # key: (stage, error_class)
     dead_letters: int = 0
+    fast_path_fallbacks: Counter = field(default_factory=Counter)  # key: reason (mapping/fastpath.py)
     write_retries: int = 0
     fenced: int = 0
     # partition -> {"stored_offset", "high_watermark"}: stopped, the database holds an offset past the log end

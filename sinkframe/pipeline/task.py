@@ -131,7 +131,8 @@ class ConnectorTask:
         self.builder = BatchBuilder(connector.topic, mapper, positions=self.positions,
                                     dead_letter_for=dead_letter_for,
                                     validate=validator.validate if validator else None,
-                                    tolerate=connector.tolerance == "all", router=router)
+                                    tolerate=connector.tolerance == "all", router=router,
+                                    fallbacks=self.stats.fast_path_fallbacks)
         self.router = router
         self.shutdown_timeout = shutdown_timeout
         self._consumer: Consumer | None = None

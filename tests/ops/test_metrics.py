@@ -66,6 +66,9 @@ def test_metrics_follow_the_pipeline_and_match_the_database(kafka_bootstrap, pg_
     assert malformed > 0
     assert metric_sum(after, "sinkframe_dead_letters_total") == count_rows(pg_dsn, "sinkframe_dead_letters") \
         == metric_sum(after, "sinkframe_errors_total") == malformed
+    # Every malformed message left its mapper's fast path, and none of them through a fast-path bug.
+    assert metric_sum(after, "sinkframe_fast_path_fallbacks_total") >= malformed
+    assert metric_sum(after, "sinkframe_fast_path_fallbacks_total", reason="bug") == 0
     with psycopg.connect(pg_dsn) as conn:
         stored = dict(((t, p), o) for t, p, o in conn.execute(
             "SELECT topic, partition, next_offset FROM sinkframe_offsets").fetchall())

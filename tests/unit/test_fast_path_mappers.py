@@ -9,7 +9,7 @@ from psycopg.types.json import Jsonb
 
 from sinkframe.bench.workload import encoded, message
 from sinkframe.mapping.batch import RecordBatch, RoleColumns, map_each
-from sinkframe.mapping.fastpath import interleaved
+from sinkframe.mapping.fastpath import interleaved, take_ordinary
 from sinkframe.simulator import Fleet
 from sinkframe_plugins.enriched import EnrichedMapper
 from sinkframe_plugins.raw import RawMapper
@@ -46,7 +46,8 @@ def test_simulator_messages_all_take_the_fast_path(kind):
 def test_benchmark_workload_takes_the_fast_path():
     batch = batch_of([encoded(i) for i in range(3_000)])
     mapper = SmartBreakerMapper({})
-    assert mapper.fast_path(batch).fallback == []
+    taken = mapper.fast_path(batch)
+    assert taken.fallback == [] and not taken.fallbacks
     mapped = mapper.map_batch(batch)
     assert_same_mapping(mapped, map_each(mapper, batch))
     carrying_metadata = [i for i in range(3_000) if "metadata" in message(i)]
@@ -60,6 +61,7 @@ def test_malformed_simulator_messages_fall_back_and_are_rejected_as_per_record(k
     assert mapper.fast_path(batch).fallback == list(range(len(batch)))
     mapped = mapper.map_batch(batch)
     assert mapped.row_count == 0 and len(mapped.rejected) == len(batch)
+    assert sum(mapped.fallbacks.values()) == len(batch) and "bug" not in mapped.fallbacks
     assert_same_mapping(mapped, map_each(mapper, batch))
 
 
@@ -181,3 +183,24 @@ def test_metadata_rows_only_for_messages_that_carry_metadata():
     assert row[7:] == ("fdi-1", "1.0", seen, seen)
     without_metadata_rows = SmartBreakerMapper({"update_device_metadata": False}).map_batch(batch)
     assert len(without_metadata_rows.roles["device_metadata"]) == 0
+
+
+def test_each_fallback_is_counted_by_its_reason():
+    values = [encoded(0), None, b"{not json", breaker(timestamp="yesterday"), breaker(unknown_key=1), encoded(1)]
+    mapped = SmartBreakerMapper({}).map_batch(batch_of(values))
+    assert dict(mapped.fallbacks) == {"tombstone": 1, "decode": 1, "check": 1, "shape": 1}
+
+
+def test_a_fast_path_bug_is_logged_once_counted_and_the_records_still_map(caplog):
+    class Buggy(RawMapper):
+        def fast_path(self, batch):
+            return take_ordinary(self, batch, lambda value, ms: {}["a bug"], "raw")
+
+    mapper = Buggy({})
+    batch = batch_of(simulated("raw", ticks=2))
+    with caplog.at_level("ERROR", logger="sinkframe.mapping.fastpath"):
+        first, second = mapper.map_batch(batch), mapper.map_batch(batch)
+    assert first.fallbacks == second.fallbacks == {"bug": len(batch)}
+    assert_same_mapping(first, map_each(mapper, batch))  # the per-record path mapped them all
+    bugs = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(bugs) == 1 and bugs[0].exc_info[0] is KeyError
