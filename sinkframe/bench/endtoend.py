@@ -20,6 +20,7 @@ from sinkframe.bench import database, procstats, services
 from sinkframe.bench.services import BenchContext
 from sinkframe.bench.sinkproc import SinkProcess, cli_supports_workers
 from sinkframe.bench.workload import TOPIC_PREFIX, create_topic, encoded, produce_all
+from sinkframe.devservices import free_port
 from sinkframe.errors import SinkframeError
 
 POLL_SECONDS = 0.02
@@ -45,9 +46,9 @@ def start_sinks(ctx: BenchContext, bootstrap: str, topic: str, *, workers: int, 
     """`workers` consumers in one group: `--workers N` when the CLI has it, else N processes."""
     env = services.sink_env(ctx, bootstrap, topic)
     profile_path = ctx.workdir / f"{name}-profile.txt" if profile else None
-    if workers == 1:
-        return [SinkProcess(ctx.config, env=env, log_path=ctx.log_path(name), profile_path=profile_path).start()], \
-            "1 process"
+    if workers == 1:  # with /metrics, for the fast-path fallbacks
+        return [SinkProcess(ctx.config, env=env, log_path=ctx.log_path(name), profile_path=profile_path,
+                            metrics_port=free_port()).start()], "1 process"
     if cli_supports_workers():
         return [SinkProcess(ctx.config, env=env, log_path=ctx.log_path(name), workers=workers).start()], \
             f"sinkframe run --workers {workers}"
@@ -100,15 +101,18 @@ def run_end_to_end(ctx: BenchContext, messages: int, *, workers: int = 1, profil
             drain = watch_until_committed(ctx.dsn, topic, produced.end_offsets, sinks, started_at=started,
                                           timeout=max(120.0, messages / 2_000))
             cpu = {"sink_threads": drain.thread_cpu, "postgres": postgres_cpu.stop(), "broker": broker_cpu.stop()}
+            fallbacks = sinks[0].fast_path_fallbacks() if len(sinks) == 1 else None  # before it exits, idle
             exit_codes = [sink.stop() for sink in sinks]
         finally:
             for sink in sinks:
                 sink.kill()
-    return summarize(ctx, produced.messages, produced.seconds, sinks, drain, cpu, exit_codes, workers, mode)
+    return summarize(ctx, produced.messages, produced.seconds, sinks, drain, cpu, exit_codes, workers, mode,
+                     fallbacks)
 
 
 def summarize(ctx: BenchContext, messages: int, produce_seconds: float, sinks: list[SinkProcess], drain: Drain,
-              cpu: dict, exit_codes: list[int], workers: int, mode: str) -> dict:
+              cpu: dict, exit_codes: list[int], workers: int, mode: str,
+              fallbacks: dict[str, int] | None = None) -> dict:
     assigned = min((t for s in sinks for t in s.assigned_at), default=drain.started_at)
     working = drain.done_at - assigned
     first_to_last = drain.done_at - drain.first_commit_at
@@ -133,6 +137,8 @@ def summarize(ctx: BenchContext, messages: int, produce_seconds: float, sinks: l
         "rows_with_distinct_source": database.count_distinct_sources(ctx.dsn, ctx.tables.data),
         "device_metadata_rows": database.count_rows(ctx.dsn, ctx.tables.metadata),
         "dead_letters": database.count_rows(ctx.dsn, ctx.tables.dead_letters),
+        # Records the mappers' fast paths left to the per-record path, by reason (None: not read).
+        "fast_path_fallbacks": fallbacks,
         "peak_rss_mb": round(peaks[0] / 1024, 1) if peaks else None,
         "peak_rss_mb_per_process": [round(p / 1024, 1) for p in peaks],
         "cpu_seconds": cpu,

@@ -69,6 +69,10 @@ def section_lines(results: dict) -> list[str]:
         f"to the index-free line: {e['msgs_per_second'] / bare['rows_per_second']:.1%}")
     row("  peak RSS", _n(e["peak_rss_mb"], " MB"), f"rows counted {_n(e['rows_counted'])}, "
         f"distinct sources {_n(e['rows_with_distinct_source'])}")
+    fallbacks = e.get("fast_path_fallbacks")
+    row("  fast-path fallbacks", "not read" if fallbacks is None else _n(sum(fallbacks.values())),
+        "records the mapper sent per record, by reason: "
+        + (", ".join(f"{reason} {_n(n)}" for reason, n in sorted(fallbacks.items())) if fallbacks else "none"))
     cpu = e["cpu_seconds"]
     row("  CPU seconds", _n(cpu["sink"]), f"sink threads {cpu['sink_threads']}; postgres {cpu['postgres']}; "
         f"broker {cpu['broker']}; wall {cpu['wall_seconds_from_assignment']}")

@@ -13,8 +13,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Mapping
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from sinkframe.bench import procstats
 
@@ -116,12 +119,15 @@ class SinkProcess(ChildProcess):
     """One `sinkframe run` process (which may have worker children)."""
 
     def __init__(self, config: Path, *, env: Mapping[str, str], log_path: Path, idle_exit: float = IDLE_EXIT,
-                 workers: int | None = None, profile_path: Path | None = None):
+                 workers: int | None = None, profile_path: Path | None = None, metrics_port: int | None = None):
         args = [*sink_command(), "run", str(config), "--exit-when-idle", str(idle_exit)]
         if workers is not None:
             args += ["--workers", str(workers)]
+        if metrics_port is not None:
+            args += ["--metrics-port", str(metrics_port)]
         super().__init__(args, env=env, log_path=log_path)
         self.profile_path = profile_path
+        self.metrics_port = metrics_port
         self.assigned_at: list[float] = []  # perf_counter time of each "assigned <partitions>" log line
         self._profiler: subprocess.Popen | None = None
 
@@ -131,6 +137,20 @@ class SinkProcess(ChildProcess):
             if self.profile_path is not None and self._profiler is None:
                 # Attach once the interpreter is up and consuming: the profile is of the work.
                 self._profiler = start_profiler(self.proc.pid, self.profile_path)
+
+    def fast_path_fallbacks(self) -> dict[str, int] | None:
+        """reason -> records its mappers left to the per-record path (/metrics); None without a metrics port."""
+        if self.metrics_port is None:
+            return None
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            page = response.read().decode()
+        counts: dict[str, int] = {}
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.name == "sinkframe_fast_path_fallbacks_total":
+                    reason = sample.labels["reason"]
+                    counts[reason] = counts.get(reason, 0) + int(sample.value)
+        return counts
 
     def stop(self, timeout: float = 30) -> int:
         code = super().stop(timeout)

@@ -67,6 +67,7 @@ def test_quick_bench_counts_every_message_and_writes_every_section(tmp_path, pos
 
     e2e = results["end_to_end"]
     assert e2e["rows_counted"] == e2e["rows_with_distinct_source"] == e2e["messages"] == messages
+    assert e2e["fast_path_fallbacks"] == {}  # the benchmark's messages all take the mapper's fast path
     assert e2e["dead_letters"] == 0 and e2e["exit_codes"] == [0]
     assert e2e["device_metadata_rows"] > 0
     assert e2e["peak_rss_mb"] > 0
