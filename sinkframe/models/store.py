@@ -106,25 +106,23 @@ _SAVE_STATES = sql.SQL(
     "ON CONFLICT (connector, model, score_key) DO UPDATE SET model_version = EXCLUDED.model_version, "
     "peak2 = EXCLUDED.peak2, mean = EXCLUDED.mean, last_time = EXCLUDED.last_time, off_time = EXCLUDED.off_time, "
     "smoothed = EXCLUDED.smoothed, updated_at = now()").format(table=_STATES)
-# Merged into a minute's row: the highest score, any alarm, the rows counted; the newest version.
+# Scores from `source` (columns k, b, s, a, n) merged into their minutes' rows: the highest score, any
+# alarm, the rows counted; the newest version.
 _MERGE_SCORES = sql.SQL(
+    "INSERT INTO {table} AS stored (connector, model, model_version, score_key, bucket, score, alarm, rows) "
+    "SELECT %s, %s, %s, k, to_timestamp(b), s, a, n FROM {source} "
     "ON CONFLICT (connector, model, score_key, bucket) DO UPDATE SET "
     "score = GREATEST(stored.score, EXCLUDED.score), alarm = stored.alarm OR EXCLUDED.alarm, "
     "rows = stored.rows + EXCLUDED.rows, model_version = GREATEST(stored.model_version, EXCLUDED.model_version)")
-_UPSERT_SCORES = sql.SQL(
-    "INSERT INTO {table} AS stored (connector, model, model_version, score_key, bucket, score, alarm, rows) "
-    "SELECT %s, %s, %s, k, to_timestamp(b), s, a, n FROM unnest(%s::text[], %s::float8[], %s::float8[], "
-    "%s::bool[], %s::integer[]) AS u(k, b, s, a, n) {merge}").format(table=_SCORES, merge=_MERGE_SCORES)
+_UPSERT_SCORES = _MERGE_SCORES.format(table=_SCORES, source=sql.SQL(
+    "unnest(%s::text[], %s::float8[], %s::float8[], %s::bool[], %s::integer[]) AS u(k, b, s, a, n)"))
 # The scores of a batch staged by binary COPY, then merged by one INSERT ... SELECT. A session's own
 # table, emptied at each commit; created by the first batch of each pooled connection.
 _STAGE = sql.Identifier("sinkframe_scores_stage")
 _CREATE_STAGE = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (k text, b float8, s float8, a boolean, "
                         "n integer) ON COMMIT DELETE ROWS").format(stage=_STAGE)
 _STAGE_TYPES = ("text", "float8", "float8", "bool", "int4")
-_UPSERT_STAGED = sql.SQL(
-    "INSERT INTO {table} AS stored (connector, model, model_version, score_key, bucket, score, alarm, rows) "
-    "SELECT %s, %s, %s, k, to_timestamp(b), s, a, n FROM {stage} {merge}").format(
-    table=_SCORES, stage=_STAGE, merge=_MERGE_SCORES)
+_UPSERT_STAGED = _MERGE_SCORES.format(table=_SCORES, source=_STAGE)
 
 
 def create_model_tables(conn) -> None:
@@ -196,7 +194,8 @@ def upsert_scores(cur, connector: str, model: str, version: int, keys: Sequence[
                                      list(alarms), list(rows)))
         return
     cur.execute(_CREATE_STAGE)
-    cur.execute(sql.SQL("DELETE FROM {}").format(_STAGE))  # a batch written again in the same transaction
+    # What an earlier call of this transaction staged (another model, role or tenant) is merged already.
+    cur.execute(sql.SQL("DELETE FROM {}").format(_STAGE))
     with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(_STAGE)) as staged:
         staged.set_types(_STAGE_TYPES)
         for row in zip(keys, buckets, scores, alarms, rows):
