@@ -89,6 +89,16 @@ def positive_seconds(raw: str) -> float:
     return value
 
 
+def positive_milliseconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError("expected a number of milliseconds > 0")
+    return value
+
+
 def seconds_or_off(raw: str) -> float | None:
     if raw.strip().lower() in ("", "none", "off", "never"):
         return None
@@ -237,6 +247,11 @@ SETTINGS: tuple[Setting, ...] = (
             "on SIGTERM, the sink exits within this long even if the database does not answer; a write still "
             "in flight after half of it is given up (not committed, read again on the next start)", 30.0,
             parse=positive_seconds, default_text="`30`"),
+    Setting("thread_switch_interval", "SINKFRAME_THREAD_SWITCH_INTERVAL_MS",
+            "how long one thread of `sinkframe run` may hold Python's interpreter lock while another waits "
+            "for it (sys.setswitchinterval); each connector's writer waits this long for it after every "
+            "database round trip while its consumer thread maps (docs/benchmark.md)", 0.5,
+            parse=positive_milliseconds, default_text="`0.5`"),
     Setting("schema_dir", "SINKFRAME_SCHEMA_DIR", "schema spec folders or files, `:`-separated", "schema",
             option="--schema-dir", repeatable=True, blank_is_default=False,
             metavar="PATH"),
@@ -310,6 +325,7 @@ class Settings:
     write_timeout: float | None = SETTING["write_timeout"].default
     shutdown_timeout: float = SETTING["shutdown_timeout"].default
     progress_interval: float = SETTING["progress_interval"].default
+    thread_switch_interval: float = SETTING["thread_switch_interval"].default
     alerts_retention: str | None = SETTING["alerts_retention"].default
     # libpq parameter -> value added to `dsn` where it does not say (client-side timeouts)
     connection_defaults: Mapping[str, str] = field(default_factory=lambda: connection_defaults_from_env({}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -353,6 +354,20 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def tune_thread_switching(interval_ms: float) -> None:
+    """Hand the interpreter lock over sooner than CPython's default (5 ms) when a thread waits for it.
+
+    Each connector runs two threads: the consumer maps messages (pure Python, it
+    never lets go of the lock by itself) and the writer makes a handful of
+    database round trips per batch. The writer releases the lock while the server
+    works, and when the answer comes it waits until the consumer is made to yield:
+    up to the switch interval, after every round trip (the "convoy effect"). The
+    database sits idle meanwhile. A shorter interval costs the consumer a few more
+    lock hand-overs; docs/benchmark.md has what it measured.
+    """
+    sys.setswitchinterval(interval_ms / 1000)
+
+
 def install_signal_handlers(pipeline: Pipeline) -> None:
     def handle(signum, _frame):
         if pipeline.phase == RUNNING:
@@ -389,6 +404,7 @@ def run_connectors(paths: Sequence[Path], settings: Settings, *, plugins_dirs: S
             log.info("stopped before the database answered: nothing was consumed")
             return pipeline
         tune_garbage_collector()
+        tune_thread_switching(settings.thread_switch_interval)
         pipeline.start()
         log.info("running %d connector(s): %s", len(connectors),
                  ", ".join(f"{c.name} <- {c.topic}" for c in connectors))
