@@ -19,6 +19,7 @@ that an older message never overwrites newer data.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -133,6 +134,34 @@ class ResolvedTarget:
                                  f"{column.pg_type!r} declared by the mapper plugin")
 
 
+class UpsertStage:
+    """A session's temporary table that a keyed target's rows are COPYed into before one upsert merges them.
+
+    An upsert cannot be a COPY, and its rows passed as one array parameter per
+    column are encoded by psycopg in Python, element by element: that measured
+    several times the cost of the C row encoder COPY uses (docs/benchmark.md).
+    The stage is named after its column types, so targets of the same shape share it.
+    """
+
+    def __init__(self, target: Target):
+        self.types = [c.pg_type for c in target.columns]
+        shape = hashlib.sha1("\0".join(self.types).encode()).hexdigest()[:16]
+        self.identifier = sql.Identifier(f"sinkframe_upsert_stage_{shape}")
+        self._create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({})").format(
+            self.identifier, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(f"c{i}"), sql.SQL(t))
+                                                for i, t in enumerate(self.types)))
+        self._copy = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self.identifier)
+
+    def stage(self, cur, rows: Sequence[tuple]) -> None:
+        """COPY `rows` into the (empty) stage; the merge statement empties it as it reads it."""
+        cur.execute(self._create)
+        with cur.copy(self._copy) as copy:
+            copy.set_types(self.types)
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+
 class BatchWriter:
     def __init__(self, pool: ConnectionPool, *, connector: str, group_id: str, topic: str,
                  targets: Mapping[str, ResolvedTarget], method: str = "copy",
@@ -151,6 +180,7 @@ class BatchWriter:
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
+        self._stages = {role: UpsertStage(t.target) for role, t in self.targets.items() if t.target.upsert is not None}
         # role key -> (target, statement) of registered tenants. Replaced, never changed in
         # place: the consumer thread reads it too (`resolved`, for the stats).
         self._tenant_targets: dict[str, tuple[ResolvedTarget, sql.Composed]] = {}
@@ -191,6 +221,11 @@ class BatchWriter:
         columns = sql.SQL(", ").join(map(sql.Identifier, target.column_names))
         if target.upsert is None and self.method == "copy":
             return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, columns)
+        if target.upsert is not None and self.method == "copy":
+            # The rows were COPYed into the stage (_stage_rows); this merges and empties it.
+            merge = sql.SQL("WITH staged AS (DELETE FROM {} RETURNING *) INSERT INTO {} AS stored ({}) "
+                            "SELECT * FROM staged").format(UpsertStage(target).identifier, table, columns)
+            return merge + self._on_conflict(target)
         select = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
             sql.SQL("%s::{}[]").format(sql.SQL(c.pg_type)) for c in target.columns))
         insert = sql.SQL("INSERT INTO {} AS stored ({}) ").format(table, columns) + select
@@ -415,7 +450,12 @@ class BatchWriter:
         if resolved.target.upsert is not None:
             # Older rows first (gap fillers), then each key's newest: see merge_keyed_rows.
             for part in merge_keyed_rows(resolved.target, list(columns.rows())):
-                if part:
+                if not part:
+                    continue
+                if self.method == "copy":
+                    self._stages[split_role(role)[1]].stage(cur, part)
+                    cur.execute(statement)
+                else:
                     cur.execute(statement, [list(col) for col in zip(*part)])
         elif self.method == "copy":
             # psycopg's C row encoder over the zipped columns measured faster than

@@ -168,3 +168,48 @@ def test_many_refused_records_spread_over_several_isolation_chunks(pool, pg_dsn,
     stored = query(pg_dsn, "SELECT source_partition, source_offset FROM iot_raw_data")
     assert len(stored) == len(set(stored)) == 2000 - len(bad)
     assert set(stored).isdisjoint(bad)
+
+
+@pytest.mark.parametrize("method", ["copy", "insert"])
+def test_a_refused_metadata_upsert_is_isolated_like_any_row(pg_dsn, method):
+    # The copy method stages keyed rows by COPY before one upsert merges them: a row the
+    # upsert refuses must cost only its record, as a refused array row does with `insert`.
+    from sinktest.db import TABLES
+
+    strict = TABLES["device_metadata"].replace("model text", "model text CHECK (model <> 'recalled')")
+    create_tables(pg_dsn, {"device_metadata": strict})
+    with ConnectionPool(pg_dsn, min_size=1, max_size=1) as pool:
+        writer, mapper = make_writer(pool, plugin="smart_breaker", method=method)
+        messages = [(0, o, {"device_id": f"breaker-{o % 3}", "timestamp": 1_700_000_000 + o,
+                            "measurements": {"temperature": 20.0, "trip_count": 1},
+                            "metadata": {"model": "recalled" if o == 7 else f"m{o}"}}) for o in range(9)]
+        outcome = writer.write(batch_of(writer, mapper, messages), {0: None})
+        # The stage is left empty for the connection's next batch.
+        again = writer.write(batch_of(writer, mapper, [(0, 9, {
+            "device_id": "breaker-0", "timestamp": 1_700_000_100, "measurements": {"temperature": 1.0},
+            "metadata": {"manufacturer": "Acme"}})]), {0: 9})
+
+    # Offset 7 is breaker-1's newest record, so its row is the one the upsert sends.
+    assert [(d.offset, d.sqlstate) for d in outcome.rejected] == [(7, "23514")]
+    assert again.rejected == [] and again.next_offsets == {0: 10}
+    assert sorted(r[0] for r in query(pg_dsn, "SELECT source_offset FROM smart_breaker_data")) == \
+        [0, 1, 2, 3, 4, 5, 6, 8, 9]
+    # Without offset 7, breaker-1's newest is offset 4; breaker-0 took Acme from offset 9 and kept its model.
+    assert query(pg_dsn, "SELECT device_id, manufacturer, model FROM device_metadata ORDER BY 1") == \
+        [("breaker-0", "Acme", "m6"), ("breaker-1", None, "m4"), ("breaker-2", None, "m8")]
+
+
+@pytest.mark.parametrize("method", ["copy", "insert"])
+def test_gap_fillers_and_newest_rows_merge_in_one_transaction(pool, pg_dsn, method):
+    # merge_keyed_rows splits a key's rows in two upserts (older values filling gaps, then the
+    # newest): with the copy method both pass through the same stage within one transaction.
+    writer, mapper = make_writer(pool, plugin="smart_breaker", method=method)
+    messages = [(0, 0, {"device_id": "b", "timestamp": 1_700_000_000, "measurements": {},
+                        "metadata": {"manufacturer": "Acme", "model": "old"}}),
+                (0, 1, {"device_id": "b", "timestamp": 1_700_000_060, "measurements": {},
+                        "metadata": {"model": "new"}})]
+    outcome = writer.write(batch_of(writer, mapper, messages), {0: None})
+
+    assert outcome.rejected == []
+    assert query(pg_dsn, "SELECT manufacturer, model, first_seen < last_seen FROM device_metadata") == \
+        [("Acme", "new", True)]
