@@ -8,6 +8,7 @@ from typing import Any
 from sinkframe.mapping.coerce import preview
 
 UTC = timezone.utc
+_fromisoformat = datetime.fromisoformat
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Epoch numbers carry no unit, so it is inferred from the magnitude. Each limit is
@@ -55,11 +56,18 @@ def parse_timestamp(value: Any, *, fallback_ms: int | None, field: str = "timest
 
 
 def _from_text(text: str, field: str) -> datetime:
+    try:
+        parsed = _fromisoformat(text)
+    except ValueError:
+        parsed = None
+    else:
+        # The common case, first: a time already in UTC is the answer as it is. (A
+        # string of digits is an epoch number, below; it never parses with an offset.)
+        if parsed.tzinfo is UTC:
+            return parsed
     if text.isdigit() and text.isascii() and len(text) < 40:
         return _from_epoch(int(text), text, field)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+    if parsed is None:
         parsed = _from_text_fallback(text, field)
         if type(parsed) is not datetime:  # an epoch number in a string
             return _from_epoch(parsed, text, field)
