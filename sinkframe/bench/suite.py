@@ -33,20 +33,28 @@ DATABASE_SECTIONS = ("ceiling", "ceiling_index_free", "end_to_end", "profile", "
 
 @dataclass(frozen=True)
 class Target:
-    """A goal of issue 9, checked within one run. `at_least`: the figure must be >= goal, else < goal."""
+    """A goal (issue 17's), checked within one run. `at_least`: the figure must be >= goal, else < goal.
+
+    `hypertable_goal`, where given, replaces `goal` on TimescaleDB hypertables, whose
+    ceiling already pays for chunk routing.
+    """
 
     name: str
     goal: float
     at_least: bool
     label: str
+    hypertable_goal: float | None = None
+
+    def goal_for(self, *, hypertables: bool) -> float:
+        return self.hypertable_goal if hypertables and self.hypertable_goal is not None else self.goal
 
 
 OFFERED_LOAD_REACHED = 0.95  # the latency target holds at its offered load; below this share it says so
 
 TARGETS = (
-    Target("ratio_to_ceiling", 0.75, True, "one process / ceiling"),
-    Target("workers_2_ratio_to_ceiling", 0.90, True, "--workers 2 / ceiling"),
-    Target("times_quix", 5.0, True, "sinkframe / Quix Streams PostgreSQLSink"),
+    Target("ratio_to_ceiling", 0.75, True, "one process / ceiling", hypertable_goal=0.70),
+    Target("workers_2_ratio_to_ceiling", 0.85, True, "--workers 2 / ceiling"),
+    Target("times_quix", 8.0, True, "sinkframe / Quix Streams PostgreSQLSink"),
     Target("latency_p99_ms", 500.0, False, "p99 end-to-end latency (visible), ms"),
     Target("peak_rss_mb", 300.0, False, "peak RSS draining the backlog, MB"),
 )
@@ -213,7 +221,7 @@ def run_sections(ctx: BenchContext, options: BenchOptions, say: Callable[[str], 
     else:
         results["scoring"] = {"skipped": "--no-scoring"}
 
-    results["targets"] = check_targets(results)
+    results["targets"] = check_targets(results, hypertables=not ctx.plain_postgres)
     return results
 
 
@@ -260,15 +268,16 @@ def measured_figures(results: dict) -> dict:
     }
 
 
-def check_targets(results: dict) -> list[dict]:
+def check_targets(results: dict, *, hypertables: bool = False) -> list[dict]:
     """Each target with its figure and met (True / False), or met None when this run did not measure it."""
     measured = measured_figures(results)
     checks = []
     for target in TARGETS:
         value = measured[target.name]
-        met = None if value is None else (value >= target.goal if target.at_least else value < target.goal)
+        goal = target.goal_for(hypertables=hypertables)
+        met = None if value is None else (value >= goal if target.at_least else value < goal)
         checks.append({"target": target.name, "label": target.label,
-                       "goal": (">= " if target.at_least else "< ") + f"{target.goal:g}",
+                       "goal": (">= " if target.at_least else "< ") + f"{goal:g}",
                        "measured": value, "met": met})
     latency = results["latency"]
     if latency.get("achieved_rate") and latency["achieved_rate"] < OFFERED_LOAD_REACHED * latency["offered_rate"]:
