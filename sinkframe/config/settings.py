@@ -79,24 +79,22 @@ def whole_number(raw: str) -> int:
     return value
 
 
-def positive_seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError("expected a number of seconds > 0")
-    return value
+def positive_number(unit: str) -> Callable[[str], float]:
+    """A parser of numbers > 0 whose error names `unit`."""
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = 0.0
+        if not value > 0:
+            raise ValueError(f"expected a number of {unit} > 0")
+        return value
+
+    return parse
 
 
-def positive_milliseconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError("expected a number of milliseconds > 0")
-    return value
+positive_seconds = positive_number("seconds")
+positive_milliseconds = positive_number("milliseconds")
 
 
 def seconds_or_off(raw: str) -> float | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -47,6 +48,9 @@ def test_libpq_parameters_and_database_url():
 @pytest.mark.parametrize("env, message", [
     ({"SINKFRAME_DB_POOL_SIZE": "0"}, "SINKFRAME_DB_POOL_SIZE='0': expected a whole number >= 1"),
     ({"SINKFRAME_WRITE_METHOD": "bulk"}, "SINKFRAME_WRITE_METHOD='bulk': expected one of copy, insert"),
+    ({"SINKFRAME_THREAD_SWITCH_INTERVAL_MS": "0"},
+     "SINKFRAME_THREAD_SWITCH_INTERVAL_MS='0': expected a number of milliseconds > 0"),
+    ({"SINKFRAME_STALL_AFTER": "soon"}, "SINKFRAME_STALL_AFTER='soon': expected a number of seconds > 0"),
 ])
 def test_bad_settings_are_named(env, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -154,3 +158,16 @@ def test_cli_options_come_from_the_declaration(monkeypatch):
     assert "env_sensor" in listed.output and "--plugins-dir /nowhere: not a directory" in listed.output
     bad_port = CliRunner().invoke(cli, ["run", "c.yaml"], env={"SINKFRAME_METRICS_PORT": "lots"})
     assert bad_port.exit_code == 2 and "expected a port number" in bad_port.output
+
+
+def test_the_thread_switch_interval_is_read_in_milliseconds_and_applied_to_the_process():
+    from sinkframe.pipeline.runner import tune_thread_switching
+
+    assert Settings.from_env({}).thread_switch_interval == 0.5
+    interval = Settings.from_env({"SINKFRAME_THREAD_SWITCH_INTERVAL_MS": "2"}).thread_switch_interval
+    before = sys.getswitchinterval()
+    try:
+        tune_thread_switching(interval)
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
