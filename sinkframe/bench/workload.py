@@ -22,6 +22,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from sinkframe.errors import SinkframeError
+from sinkframe.simulator.produce import ProduceReport
 from sinkframe_plugins.smart_breaker import FLOAT_MEASUREMENTS
 
 TOPIC_PREFIX = "bench.smart_breaker"
@@ -162,6 +163,49 @@ def produce_all(bootstrap: str, topic: str, n: int, *, values: Callable[[int], b
         raise SinkframeError(f"producing the benchmark messages: {remaining} not acknowledged, "
                              f"{len(failures)} failed ({failures[:1]})")
     return Produced(topic, n, end_offsets, seconds)
+
+
+def untimed(i: int) -> bytes:
+    """Message i without a `timestamp`: the sink then takes the Kafka record's, which the
+    producer sets when it sends it (the latency section's clock)."""
+    value = message(i)
+    del value["timestamp"]
+    return orjson.dumps(value)
+
+
+# One cycle of pre-encoded messages: every device POOL_CYCLE_ROUNDS times, with metadata in the
+# same share of rounds as the backlog's messages (METADATA_EVERY).
+POOL_CYCLE_ROUNDS = 2 * METADATA_EVERY
+PACE_TICK_SECONDS = 0.001
+
+
+def produce_paced(bootstrap: str, topic: str, *, rate: float, seconds: float) -> ProduceReport:
+    """Offer `rate` messages per second for `seconds`, from messages encoded beforehand.
+
+    Each message's Kafka timestamp is the time it is handed to the producer (librdkafka's
+    CreateTime), and the messages carry no `timestamp` of their own, so the row's `time` is
+    its send time. Sending is paced against the clock every millisecond, not per message:
+    the loop costs a few microseconds a message, so the generator leaves the cores to the sink.
+    """
+    pool = [(device_id(i).encode(), untimed(i)) for i in range(DEVICES * POOL_CYCLE_ROUNDS)]
+    report = ProduceReport()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "on_delivery": report.on_delivery,
+                         "queue.buffering.max.messages": 500_000})
+    produce = producer.produce
+    started = time.perf_counter()
+    end = started + seconds
+    while (now := time.perf_counter()) < end:
+        due = int((now - started) * rate)
+        while report.sent < due:
+            key, value = pool[report.sent % len(pool)]
+            try:
+                produce(topic, value=value, key=key)
+            except BufferError:  # the local queue is full: the broker is behind, and so is the offer
+                break
+            report.sent += 1
+        producer.poll(PACE_TICK_SECONDS)
+    report.seconds = time.perf_counter() - started
+    return report.flushed(producer, 60)
 
 
 def _produce_one(producer: Producer, topic: str, key: bytes, value: bytes) -> None:

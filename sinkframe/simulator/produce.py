@@ -45,6 +45,22 @@ class ProduceReport:
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
+    def flushed(self, producer: Producer, timeout: float) -> "ProduceReport":
+        """Wait up to `timeout` for the deliveries; what is still unacknowledged counts as failed."""
+        remaining = producer.flush(timeout)
+        if remaining:
+            self.failed += remaining
+            self.first_error = self.first_error or f"{remaining} message(s) not delivered within {timeout:g} s"
+        return self
+
+    def on_delivery(self, err, _msg) -> None:
+        """The producer's delivery callback: count what the broker took and keep the first refusal."""
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            self.first_error = self.first_error or str(err)
+
 
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up; `None` rate: no limit."""
@@ -115,13 +131,6 @@ def produce(bootstrap: str, fleet: Fleet, *, rate: float | None = 1000.0, durati
     producer = Producer({"linger.ms": 5, "queue.buffering.max.messages": 200_000,
                          **(config or {}), "bootstrap.servers": bootstrap})
 
-    def delivered(err, _msg):
-        if err is None:
-            report.delivered += 1
-        else:
-            report.failed += 1
-            report.first_error = report.first_error or str(err)
-
     messages = fleet.history(*backfill) if backfill else fleet.stream()
     started = time.monotonic()
     deadline = started + duration if duration is not None else None
@@ -135,7 +144,7 @@ def produce(bootstrap: str, fleet: Fleet, *, rate: float | None = 1000.0, durati
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             break
-        _send(producer, names[message.kind], message, delivered)
+        _send(producer, names[message.kind], message, report.on_delivery)
         report.sent += 1
         report.by_topic[names[message.kind]] += 1
         if now >= next_progress:
@@ -145,11 +154,7 @@ def produce(bootstrap: str, fleet: Fleet, *, rate: float | None = 1000.0, durati
                 on_progress(report)
             next_progress = now + 1.0
     report.seconds = time.monotonic() - started
-    remaining = producer.flush(30)
-    if remaining:
-        report.failed += remaining
-        report.first_error = report.first_error or f"{remaining} message(s) not delivered within 30 s"
-    return report
+    return report.flushed(producer, 30)
 
 
 def _bounded(messages: Iterator[Message], count: int | None) -> Iterator[Message]:
