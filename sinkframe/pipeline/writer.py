@@ -178,9 +178,11 @@ class BatchWriter:
         self.parts = tuple(parts)
         self.routed = routed  # rows come under `tenant/role` keys, checked against the registry
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
+        # Keyed targets' stages, by mapper role (a tenant's role shares its base role's): before the
+        # statements, which name them.
+        self._stages = {role: UpsertStage(t.target) for role, t in self.targets.items() if t.target.upsert is not None}
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
-        self._stages = {role: UpsertStage(t.target) for role, t in self.targets.items() if t.target.upsert is not None}
         # role key -> (target, statement) of registered tenants. Replaced, never changed in
         # place: the consumer thread reads it too (`resolved`, for the stats).
         self._tenant_targets: dict[str, tuple[ResolvedTarget, sql.Composed]] = {}
@@ -222,9 +224,10 @@ class BatchWriter:
         if target.upsert is None and self.method == "copy":
             return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, columns)
         if target.upsert is not None and self.method == "copy":
-            # The rows were COPYed into the stage (_stage_rows); this merges and empties it.
+            # The rows were COPYed into the stage (UpsertStage.stage); this merges and empties it.
+            stage = self._stages[split_role(resolved.role)[1]]
             merge = sql.SQL("WITH staged AS (DELETE FROM {} RETURNING *) INSERT INTO {} AS stored ({}) "
-                            "SELECT * FROM staged").format(UpsertStage(target).identifier, table, columns)
+                            "SELECT * FROM staged").format(stage.identifier, table, columns)
             return merge + self._on_conflict(target)
         select = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
             sql.SQL("%s::{}[]").format(sql.SQL(c.pg_type)) for c in target.columns))
