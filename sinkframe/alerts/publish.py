@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import orjson
 
 from sinkframe.alerts.engine import Transition
-from sinkframe.pipeline.deadletter import FlushedProducer
+from sinkframe.pipeline.write.deadletter import FlushedProducer
 
 
 def transition_message(connector: str, t: Transition) -> dict:

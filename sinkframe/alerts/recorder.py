@@ -18,8 +18,8 @@ from sinkframe.alerts.engine import evaluate, keys_of
 from sinkframe.alerts.publish import AlertPublisher
 from sinkframe.alerts.rules import AlertRule
 from sinkframe.pipeline.batch import Batch
-from sinkframe.pipeline.routing import split_role
-from sinkframe.pipeline.writer import ResolvedTarget, WriteOutcome, committed_records
+from sinkframe.pipeline.route import split_role
+from sinkframe.pipeline.write.writer import ResolvedTarget, WriteOutcome, committed_records
 
 
 # How often a batch also prunes what is older than the retention (more often while there is a backlog).

@@ -20,7 +20,7 @@ states that are `ok` (resolved, or never fired) and unchanged for longer than
 the retention: a missing state means ok, so nothing a rule needs is lost.
 
 Driver errors are not wrapped here: they reach the writer, which sorts them by
-SQLSTATE into retriable and fatal as it does for the rows (pipeline/dberrors.py).
+SQLSTATE into retriable and fatal as it does for the rows (pipeline/write/dberrors.py).
 """
 from __future__ import annotations
 

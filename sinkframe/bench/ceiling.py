@@ -24,7 +24,7 @@ from sinkframe.bench import database
 from sinkframe.bench.database import BenchTables
 from sinkframe.bench.workload import measurement_rows
 from sinkframe.errors import SinkframeError
-from sinkframe.pipeline.writer import ResolvedTarget
+from sinkframe.pipeline.write.writer import ResolvedTarget
 
 INDEX_FREE_TABLE_SUFFIX = "_no_indexes"
 INDEX_FREE_ROWS_PER_TRANSACTION = 100_000

@@ -24,7 +24,7 @@ from sinkframe.bench.endtoend import unique_topic
 from sinkframe.bench.services import BenchContext
 from sinkframe.bench.workload import create_topic, produce_all
 from sinkframe.errors import SinkframeError
-from sinkframe.pipeline.writer import ResolvedTarget
+from sinkframe.pipeline.write.writer import ResolvedTarget
 from sinkframe_plugins.smart_breaker import FLOAT_MEASUREMENTS
 
 METADATA_FIELDS = ("manufacturer", "model", "firmware_version", "location", "capabilities")

@@ -18,7 +18,7 @@ from pathlib import Path
 STAGES = (
     ("decode (orjson / msgspec)", ("decode_json_object", "mapping/decode.py", "fastdecode", "msgspec")),
     ("map (mapper plugin)", ("plugins/", "sinkframe_plugins/", "sinkframe/mapping/")),
-    ("route (tenants)", ("routing.py",)),
+    ("route (tenants)", ("pipeline/route.py",)),
     ("COPY write_row (encode + send rows)", ("write_row",)),
     ("COPY end (server finishes the COPY)", ("Copy.__exit__", "Copy.finish", "_end_copy")),
     ("metadata merge (Python)", ("merge_keyed_rows",)),

@@ -164,7 +164,7 @@ class ConnectorConfig:
     alerts: tuple = ()  # the `alerts:` rules as written; parsed against the mapper's targets
     alerts_topic: str | None = None
     models: tuple = ()  # the `models:` entries as written; parsed against the mapper's targets
-    stored_offset_past_log_end: str = "stop"  # stop | earliest (pipeline/logend.py)
+    stored_offset_past_log_end: str = "stop"  # stop | earliest (pipeline/consume/logend.py)
     source: YamlDocument | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -375,7 +375,7 @@ def _message_schema(doc: YamlDocument, validation: Mapping[str, Any] | None, pro
     """The message JSON Schema of `validation`, checked; None when there is none."""
     if not validation:
         return None
-    from sinkframe.pipeline.validation import schema_validator
+    from sinkframe.mapping.validation import schema_validator
 
     if ("schema" in validation) == ("schema_file" in validation):
         problems.append(doc.problem(("validation",), "give exactly one of `schema` and `schema_file`"))

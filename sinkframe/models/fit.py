@@ -21,7 +21,7 @@ from sinkframe.models import detector, store
 from sinkframe.models.history import read_rows
 from sinkframe.models.params import detector_to_json
 from sinkframe.models.spec import ModelSpec, parse_models
-from sinkframe.pipeline.writer import ResolvedTarget
+from sinkframe.pipeline.write.writer import ResolvedTarget
 
 log = logging.getLogger(__name__)
 

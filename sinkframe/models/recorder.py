@@ -34,8 +34,8 @@ from sinkframe.models.detector import Detector, Rows, Scores, score
 from sinkframe.models.params import detector_from_json
 from sinkframe.models.spec import ModelSpec
 from sinkframe.pipeline.batch import Batch
-from sinkframe.pipeline.routing import split_role
-from sinkframe.pipeline.writer import ResolvedTarget, WriteOutcome, committed_records
+from sinkframe.pipeline.route import split_role
+from sinkframe.pipeline.write.writer import ResolvedTarget, WriteOutcome, committed_records
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sinkframe.config.settings import redact_dsn, redact_error
-from sinkframe.pipeline.dbconnect import Deadline
+from sinkframe.pipeline.write.dbconnect import Deadline
 from sinkframe.pipeline.stats import ConnectorState
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from sinkframe.errors import ConfigError, SinkframeError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.ops.health import error_line
 from sinkframe.ops.kafka import committed, monitor_consumer, topic_partitions, watermarks
-from sinkframe.pipeline.offsets import OFFSETS_TABLE, load_offsets
+from sinkframe.pipeline.write.offsets import OFFSETS_TABLE, load_offsets
 from sinkframe.pipeline.runner import build_mapper, load_connectors, resolve_targets
 from sinkframe.config.settings import Settings
 from sinkframe.tenants.registry import Tenant, check_name, find_tenant, known_tenants
@@ -96,7 +96,7 @@ class ConnectorStatus:
 
     def judge_log_end(self) -> None:
         """A stored offset past the partition's log end: the topic was re-created or truncated, and
-        a sink stops that partition (pipeline/logend.py) while its lag reads 0."""
+        a sink stops that partition (pipeline/consume/logend.py) while its lag reads 0."""
         for p in self.partitions:
             if p.db_stored is not None and p.high is not None and p.db_stored > p.high:
                 self.problems.append(

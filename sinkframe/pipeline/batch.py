@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 from sinkframe.errors import SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.batch import MappedBatch, RecordBatch, Rejection, RoleColumns, map_each
-from sinkframe.pipeline.positions import PartitionPositions
-from sinkframe.pipeline.routing import TenantRouter, split_role
+from sinkframe.pipeline.consume.positions import PartitionPositions
+from sinkframe.pipeline.route import TenantRouter, split_role
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,14 +59,14 @@ from sinkframe.config.connector import ConnectorConfig
 from sinkframe.errors import ConnectorFailed
 from sinkframe.mapping.base import Mapper
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.deadletter import DeadLetterProducer, dead_letter_for
-from sinkframe.pipeline.logend import LogEndCheck, describe_offset
-from sinkframe.pipeline.positions import PartitionPositions, PartitionState
-from sinkframe.pipeline.routing import TenantRouter
+from sinkframe.pipeline.write.deadletter import DeadLetterProducer, dead_letter_for
+from sinkframe.pipeline.consume.logend import LogEndCheck, describe_offset
+from sinkframe.pipeline.consume.positions import PartitionPositions, PartitionState
+from sinkframe.pipeline.route import TenantRouter
 from sinkframe.pipeline.stats import ConnectorState, ConnectorStats
-from sinkframe.pipeline.validation import MessageValidator
-from sinkframe.pipeline.writer import BatchWriter, committed_records
-from sinkframe.pipeline.writestage import Completion, WriteStage
+from sinkframe.mapping.validation import MessageValidator
+from sinkframe.pipeline.write.writer import BatchWriter, committed_records
+from sinkframe.pipeline.write.writestage import Completion, WriteStage
 
 log = logging.getLogger(__name__)
 

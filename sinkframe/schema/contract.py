@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 
 class BoundTarget(Protocol):
-    """A mapper target bound to the table a connector writes it to (pipeline.writer.ResolvedTarget)."""
+    """A mapper target bound to the table a connector writes it to (pipeline.write.writer.ResolvedTarget)."""
 
     role: str
     table: str

@@ -9,7 +9,7 @@ and a catalog (no case folding, no quoting), and so that `tenant_` plus the name
 stays far below PostgreSQL's 63-byte identifier limit.
 
 The registry is what a routed batch's write checks, in its own transaction
-(pipeline/registrycheck.py): a tenant exists for the pipeline once `sinkframe
+(pipeline/write/registrycheck.py): a tenant exists for the pipeline once `sinkframe
 tenants add` has recorded it, which it does last, after the schema, the role and
 the grants are in place.
 """

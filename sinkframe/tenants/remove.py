@@ -8,7 +8,7 @@ too. Either way the role's open sessions are ended, after the change is
 committed, so that a dashboard still connected stops reading.
 
 A running sink needs no telling: each routed batch locks its tenants' registry
-rows (pipeline/registrycheck.py), so the DELETE of the row here waits for the
+rows (pipeline/write/registrycheck.py), so the DELETE of the row here waits for the
 batches in flight, and every batch after the commit dead-letters the tenant's
 messages at stage `route`. The DELETE comes first in the transaction, before
 the DROP SCHEMA, so the schema is never dropped under a write.

@@ -27,9 +27,9 @@ from sinkframe.config.settings import Settings
 from sinkframe.errors import ConfigError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
-from sinkframe.pipeline.deadletter import dead_letter_for
-from sinkframe.pipeline.positions import PartitionPositions
-from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
+from sinkframe.pipeline.write.deadletter import dead_letter_for
+from sinkframe.pipeline.consume.positions import PartitionPositions
+from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 
 from sinktest.db import create_tables, query
 

@@ -207,14 +207,14 @@ def test_profile_stages_follow_the_innermost_known_frame_per_thread(tmp_path):
     run = "Thread.run (threading.py:982);ConnectorTask.run (sinkframe/pipeline/task.py:110)"
     poll = f"{run};ConnectorTask._poll (sinkframe/pipeline/task.py:135)"
     add = f"{poll};ConnectorTask._add (sinkframe/pipeline/task.py:180);BatchBuilder.add (sinkframe/pipeline/batch.py:120)"
-    writer = "Thread.run (threading.py:982);WriteStage._run (sinkframe/pipeline/writestage.py:120)"
-    write = f"{writer};WriteStage._write (sinkframe/pipeline/writestage.py:140);BatchWriter.write (sinkframe/pipeline/writer.py:200)"
+    writer = "Thread.run (threading.py:982);WriteStage._run (sinkframe/pipeline/write/writestage.py:120)"
+    write = f"{writer};WriteStage._write (sinkframe/pipeline/write/writestage.py:140);BatchWriter.write (sinkframe/pipeline/write/writer.py:200)"
     raw = tmp_path / "profile.txt"
     raw.write_text("\n".join([
         f"{poll} 50",
         f"{add};map_each (sinkframe/mapping/batch.py:190);decode_json_object (sinkframe/mapping/decode.py:15) 30",
         f"{add};SmartBreakerMapper.map_batch (plugins/smart_breaker.py:132) 20",
-        f"{write};BatchWriter._write_role (sinkframe/pipeline/writer.py:280);Copy.write_row (psycopg/copy.py:90) 60",
+        f"{write};BatchWriter._write_role (sinkframe/pipeline/write/writer.py:280);Copy.write_row (psycopg/copy.py:90) 60",
         f"{writer};Condition.wait_for (threading.py:360) 40",
         "Thread.run (threading.py:982);Pipeline.wait (sinkframe/pipeline/runner.py:117);Event.wait (threading.py:629) 99",
     ]) + "\n")

@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool
 from sinkframe.devservices import free_port
 from sinkframe.errors import RetriableWriteError
 from sinkframe.pipeline.batch import DeadLetter
-from sinkframe.pipeline.deadletter import DeadLetterProducer
+from sinkframe.pipeline.write.deadletter import DeadLetterProducer
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, dead_letters, query

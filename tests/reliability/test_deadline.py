@@ -6,7 +6,7 @@ import time
 import psycopg
 import pytest
 
-from sinkframe.pipeline.dbconnect import Deadline
+from sinkframe.pipeline.write.dbconnect import Deadline
 
 
 def test_a_deadline_gives_up_a_connection_whose_query_outlives_it(pg_dsn):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sinkframe.cli import cli
 from sinkframe.config.connector import load_connector
 from sinkframe.errors import ConfigError, RecordError
-from sinkframe.pipeline.validation import MessageValidator
+from sinkframe.mapping.validation import MessageValidator
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, dead_letters, query

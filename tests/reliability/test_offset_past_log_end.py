@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka import Producer
 
 from sinkframe.devservices import create_topics, free_port, produce
-from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE
+from sinkframe.pipeline.write.offsets import CREATE_OFFSETS_TABLE
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, query, row_counts

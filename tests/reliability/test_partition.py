@@ -230,7 +230,7 @@ def test_a_sink_cut_off_between_writes_resumes_after_the_heal_exactly_once(
     run_through_partition(pg_dsn, kafka_bootstrap, new_topic(partitions=2), tmp_path, mid_write=False)
 
 
-# The two below rest on the bound on one batch's write (pipeline/writestage.py): through this
+# The two below rest on the bound on one batch's write (pipeline/write/writestage.py): through this
 # proxy, which keeps acknowledging, no keepalive or tcp_user_timeout can fire, so only the
 # write bound ends a write whose connection the partition cut off.
 def test_a_sink_cut_off_in_the_middle_of_a_write_resumes_after_the_heal_exactly_once(

@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 from sinkframe.config.connector import ConnectorConfig
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.task import ConnectorTask
-from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
+from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 
 from sinktest.db import create_tables, query
 

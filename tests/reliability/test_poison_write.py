@@ -14,10 +14,10 @@ from psycopg_pool import ConnectionPool
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.deadletter import dead_letter_for
-from sinkframe.pipeline.positions import PartitionPositions
-from sinkframe.pipeline.offsets import load_offsets
-from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
+from sinkframe.pipeline.write.deadletter import dead_letter_for
+from sinkframe.pipeline.consume.positions import PartitionPositions
+from sinkframe.pipeline.write.offsets import load_offsets
+from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 
 from sinktest.db import create_tables, dead_letters, query
 

@@ -7,8 +7,8 @@ from confluent_kafka import Message
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
-from sinkframe.pipeline.deadletter import dead_letter_for
-from sinkframe.pipeline.positions import PartitionPositions, PartitionState
+from sinkframe.pipeline.write.deadletter import dead_letter_for
+from sinkframe.pipeline.consume.positions import PartitionPositions, PartitionState
 
 
 def test_records_before_the_stored_offset_are_skipped_not_written_again():

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer
 from sinkframe.config.connector import load_connector
 from sinkframe.devservices import produce
 from sinkframe.errors import SinkframeError
-from sinkframe.pipeline.deadletter import producer_properties
+from sinkframe.pipeline.write.deadletter import producer_properties
 from sinkframe.pipeline.runner import check_database
 from sinkframe.pipeline.task import consumer_properties
 from sinkframe.config.settings import Settings

@@ -20,8 +20,8 @@ import pytest
 from psycopg import errors, sql
 
 from sinkframe.alerts import store
-from sinkframe.pipeline.deadletter import create_dead_letter_table
-from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE
+from sinkframe.pipeline.write.deadletter import create_dead_letter_table
+from sinkframe.pipeline.write.offsets import CREATE_OFFSETS_TABLE
 
 from sinktest.paths import REPO
 from sinktest.pgserver import PrivatePostgres, skip_without_server_binaries

@@ -21,12 +21,12 @@ from psycopg_pool import ConnectionPool
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.deadletter import dead_letter_for
-from sinkframe.pipeline.offsets import load_offsets
-from sinkframe.pipeline.positions import PartitionPositions
-from sinkframe.pipeline.routing import TenantRouter
-from sinkframe.pipeline.registrycheck import REGISTERED_TENANTS
-from sinkframe.pipeline.writer import BatchWriter, ResolvedTarget
+from sinkframe.pipeline.write.deadletter import dead_letter_for
+from sinkframe.pipeline.write.offsets import load_offsets
+from sinkframe.pipeline.consume.positions import PartitionPositions
+from sinkframe.pipeline.route import TenantRouter
+from sinkframe.pipeline.write.registrycheck import REGISTERED_TENANTS
+from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 from sinkframe.tenants import remove_tenant
 
 from sinktest.db import dead_letters, query

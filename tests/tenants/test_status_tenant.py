@@ -15,7 +15,7 @@ from psycopg import sql
 
 from sinkframe.devservices import free_port
 from sinkframe.pipeline.batch import DeadLetter
-from sinkframe.pipeline.deadletter import create_dead_letter_table, insert_dead_letters
+from sinkframe.pipeline.write.deadletter import create_dead_letter_table, insert_dead_letters
 
 from sinktest.config import write_connector
 from sinktest.paths import REPO

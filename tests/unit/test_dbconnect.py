@@ -4,7 +4,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sinkframe.pipeline.dbconnect import refusal, retry_delay
+from sinkframe.pipeline.write.dbconnect import refusal, retry_delay
 
 
 @pytest.mark.parametrize("message, kind", [

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sinkframe.mapping import Column, Target, Upsert
-from sinkframe.pipeline.writer import merge_keyed_rows
+from sinkframe.pipeline.write.writer import merge_keyed_rows
 
 TARGET = Target("t", (Column("id", "text"), Column("firmware", "text"), Column("location", "text"),
                       Column("first_seen", "integer"), Column("last_seen", "integer")),

@@ -7,9 +7,9 @@ from confluent_kafka import Message
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
-from sinkframe.pipeline.deadletter import dead_letter_for
-from sinkframe.pipeline.positions import PartitionPositions
-from sinkframe.pipeline.routing import TenantRouter, split_role
+from sinkframe.pipeline.write.deadletter import dead_letter_for
+from sinkframe.pipeline.consume.positions import PartitionPositions
+from sinkframe.pipeline.route import TenantRouter, split_role
 
 def builder(router: TenantRouter) -> BatchBuilder:
     return BatchBuilder("t", PluginRegistry().get("raw")({}), positions=PartitionPositions("c", "t"),

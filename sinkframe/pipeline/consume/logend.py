@@ -34,7 +34,7 @@ from typing import Iterable
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from sinkframe.config.connector import ConnectorConfig
-from sinkframe.pipeline.positions import PartitionPositions
+from sinkframe.pipeline.consume.positions import PartitionPositions
 from sinkframe.pipeline.stats import ConnectorStats
 
 log = logging.getLogger(__name__)

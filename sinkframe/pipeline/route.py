@@ -6,7 +6,7 @@ the start of the Kafka key (`tenant: {key_prefix: ":"}` for keys like
 (not `[a-z][a-z0-9_]{0,40}`), is a dead letter at stage `route` here.
 
 Whether a named tenant is registered (`sinkframe tenants add`) is decided by
-the writer, inside the batch's own transaction (pipeline/writer.py): it locks
+the writer, inside the batch's own transaction (pipeline/write/writer.py): it locks
 the registry rows of the batch's tenants (`FOR KEY SHARE`, which `tenants
 remove` must wait for), writes the rows of those it found, and turns the
 records of the others into dead letters at stage `route`. So the consumer

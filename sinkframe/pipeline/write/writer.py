@@ -8,7 +8,7 @@ ones become dead letters (stage `write`), and rows, dead letters and offsets
 still commit together.
 
 A routed connector's batch first locks the registry rows of the tenants it
-names (pipeline/registrycheck.py); the records of tenants not registered become
+names (pipeline/write/registrycheck.py); the records of tenants not registered become
 dead letters at stage `route` in the same transaction.
 
 Plain targets are written with binary COPY (or, for servers and proxies without
@@ -35,15 +35,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sinkframe.errors import RecordError, RetriableWriteError, SinkframeError, WriteError
 from sinkframe.mapping.base import Target
 from sinkframe.mapping.batch import RoleColumns
-from sinkframe.pipeline import dberrors
-from sinkframe.pipeline.dbconnect import abort_connection
+from sinkframe.pipeline.write import dberrors
+from sinkframe.pipeline.write.dbconnect import abort_connection
 from sinkframe.pipeline.batch import Batch, DeadLetter
-from sinkframe.pipeline.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
-from sinkframe.pipeline.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
-from sinkframe.pipeline.registrycheck import (
+from sinkframe.pipeline.write.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
+from sinkframe.pipeline.write.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
+from sinkframe.pipeline.write.registrycheck import (
     cut_before, first_per_partition, route_dead_letters, unregistered_tenants, without_records,
 )
-from sinkframe.pipeline.routing import split_role
+from sinkframe.pipeline.route import split_role
 from sinkframe.tenants.registry import CREATE_REGISTRY_TABLE, is_tenant_name, schema_for
 
 log = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ class BatchWriter:
     # -- tenants ----------------------------------------------------------------------
     def _unregistered_records(self, cur, batch: Batch) -> list[DeadLetter]:
         """Dead letters (stage route) for the records of tenants the registry does not hold now: see
-        pipeline/registrycheck.py. The first statement of the transaction."""
+        pipeline/write/registrycheck.py. The first statement of the transaction."""
         gone = unregistered_tenants(cur, batch)
         if not gone:
             return []

@@ -1,4 +1,4 @@
-"""The tenant registry, checked inside a routed batch's write transaction (see pipeline/routing.py).
+"""The tenant registry, checked inside a routed batch's write transaction (see pipeline/route.py).
 
 `unregistered_tenants` is the transaction's first statement: it locks the
 registry rows of the tenants the batch names (`FOR KEY SHARE`) until the
@@ -22,8 +22,8 @@ from typing import Callable, Mapping, Sequence
 from psycopg import sql
 
 from sinkframe.pipeline.batch import Batch, DeadLetter
-from sinkframe.pipeline.deadletter import record_dead_letter
-from sinkframe.pipeline.routing import unknown_tenant_reason
+from sinkframe.pipeline.write.deadletter import record_dead_letter
+from sinkframe.pipeline.route import unknown_tenant_reason
 from sinkframe.tenants.registry import REGISTRY
 
 REGISTERED_TENANTS = sql.SQL(

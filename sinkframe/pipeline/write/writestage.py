@@ -39,7 +39,7 @@ from typing import Callable, Iterator, Mapping
 from sinkframe.errors import PartitionFenced, RetriableWriteError
 from sinkframe.pipeline.batch import Batch
 from sinkframe.pipeline.stats import ConnectorStats
-from sinkframe.pipeline.writer import BatchWriter, WriteOutcome
+from sinkframe.pipeline.write.writer import BatchWriter, WriteOutcome
 
 log = logging.getLogger(__name__)
 
