@@ -26,7 +26,7 @@ STAGES = (
     ("offsets UPDATE", ("advance_offsets", "offsets.py")),
     ("transaction commit / pool", ("Transaction.__exit__", "commit", "pool.py")),
     ("other writer work (statements)", ("writer.py",)),
-    ("batch building (skip, columns)", ("BatchBuilder", "pipeline/batch.py")),
+    ("batch building (skip, columns)", ("BatchBuilder", "pipeline/batch.py", "pipeline/consume/records.py")),
     ("waiting for the writer", ("_wait_for_writer", "WriteStage.wait")),
     ("consume() (librdkafka, fetch + message objects)", ("_poll ", "Consumer.consume", ".consume (")),
     ("task loop (incl. freeing the written batch)", ("ConnectorTask.run",)),

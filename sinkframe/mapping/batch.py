@@ -15,6 +15,7 @@ exactly the row, or exactly the rejection, that `map()` would give it.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -62,6 +63,16 @@ class RecordBatch:
 
     def coordinates(self, index: int) -> str:
         return f"{self.topic}[{self.partitions[index]}]@{self.offsets[index]}"
+
+    def head(self, end: int) -> "RecordBatch":
+        """The first `end` records."""
+        return RecordBatch(self.topic, self.values[:end], self.keys[:end], self.partitions[:end],
+                           self.offsets[:end], self.timestamps_ms[:end])
+
+    def take(self, keep: Sequence[int]) -> "RecordBatch":
+        """The records at `keep` (ascending)."""
+        return RecordBatch(self.topic, *([column[i] for i in keep] for column in (
+            self.values, self.keys, self.partitions, self.offsets, self.timestamps_ms)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,19 @@ class MappedBatch:
     @property
     def row_count(self) -> int:
         return sum(len(c) for c in self.roles.values())
+
+    def head(self, end: int) -> "MappedBatch":
+        """What came from the records before `end`: each role's rows are one slice (`record_index` grows)."""
+        return MappedBatch({role: c.slice(0, bisect_left(c.record_index, end)) for role, c in self.roles.items()},
+                           [r for r in self.rejected if r.index < end], self.fallbacks)
+
+
+def map_records(mapper: "Mapper", batch: RecordBatch, *, validate=None) -> MappedBatch:
+    """Stage decode + map: the mapper's batch path, or record by record when a message schema
+    (`validate`) needs each decoded message."""
+    if validate is not None:
+        return map_each(mapper, batch, validate=validate)
+    return mapper.map_batch(batch)
 
 
 def map_each(mapper: "Mapper", batch: RecordBatch, indices: Iterable[int] | None = None, *,

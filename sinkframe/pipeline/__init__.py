@@ -1,9 +1,13 @@
-"""The moving part: broker -> consumer -> decode -> mapper -> batch -> writer -> commit.
+"""The moving part. A message goes one way, and the folders follow it:
 
-- `decode`: message bytes -> JSON object (orjson), or a decode-stage RecordError.
-- `batch`: rows per target and the Kafka positions they came from.
-- `writer`: one database transaction per batch holding the rows AND the offsets.
-- `offsets`: the offsets table, with a compare-and-set that fences stale consumers.
-- `task`: one consumer thread per connector: poll, map, batch, flush, commit.
-- `runner`: builds connectors from config and runs their tasks until stopped.
+    consume/     read_records, unstored: a consume() call's messages as raw columns, less what
+                 the database holds; PartitionPositions, LogEndCheck: which partitions may be read
+    ../mapping/  decode and map: the mapper plugin contract (RecordBatch -> MappedBatch)
+    route.py     TenantRouter: rows under tenant role keys (connectors with a `tenant:` block)
+    batch.py     BatchBuilder runs the stages above per consume() call; Batch: what one write commits
+    write/       WriteStage (the writer thread), BatchWriter (encode and write rows, dead letters and
+                 offsets in one transaction), the offsets table, dead-letter destinations
+
+`task.py` (ConnectorTask) drives them on one consumer thread per connector; `runner.py` builds
+connectors from their files and runs them; `workers.py` runs several processes in one group.
 """

@@ -1,24 +1,31 @@
-"""A batch: consumed records, their rows as columns, dead letters, and the Kafka positions they cover.
+"""The batch: what one write commits, and the consumer thread's stages that build it.
 
-`BatchBuilder` is the consumer side of the pipeline's middle: it takes the
-messages each `consume()` call returns, skips the ones the database already
-holds (PartitionPositions), maps them as one `RecordBatch` (the mapper's batch contract) and adds
-the result to the batch being built. It does no I/O, so it is tested without
-a broker or a database.
+`BatchBuilder.add` takes the messages of one `consume()` call through the
+consumer side's stages, each taking the previous one's output:
+
+    read_records, unstored   consume: raw columns, less what the database holds  (pipeline/consume/)
+    map_records              decode and map: `MappedBatch`                         (sinkframe/mapping/)
+    TenantRouter.route       route: rows under tenant role keys                    (pipeline/route.py)
+    _accepted                errors.tolerance none: only the records before the first rejected one
+    Batch.add                the chunk joins the batch being built
+
+`ConnectorTask` (task.py) hands a due `Batch` to the write stage (pipeline/write/:
+encode and write rows, dead letters and offsets in one transaction). Nothing here
+does I/O, so it is tested without a broker or a database.
 """
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import NamedTuple, Sequence
 
 from sinkframe.errors import SinkframeError
 from sinkframe.mapping.base import Mapper
-from sinkframe.mapping.batch import MappedBatch, RecordBatch, Rejection, RoleColumns, map_each
+from sinkframe.mapping.batch import MappedBatch, RecordBatch, Rejection, RoleColumns, map_records
 from sinkframe.pipeline.consume.positions import PartitionPositions
-from sinkframe.pipeline.route import TenantRouter, split_role
+from sinkframe.pipeline.consume.records import Consumed, read_records, unstored
+from sinkframe.pipeline.route import TenantRouter
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,39 @@ class DeadLetter:
     @property
     def coordinates(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+def dead_letter_for(message, stage: str, error_class: str, reason: str,
+                    sqlstate: str | None = None) -> DeadLetter:
+    """A dead letter for a consumed message (confluent_kafka.Message or alike)."""
+    ts_type, ts = message.timestamp()
+    return DeadLetter(message.topic(), message.partition(), message.offset(),
+                      ts if ts_type != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
+                      message.key(), message.value(), tuple(message.headers() or ()) or None,
+                      stage, error_class, reason, sqlstate)
+
+
+@dataclass(slots=True)
+class MappedChunk:
+    """One consume() call's records after the consumer side's stages: what `Batch.add` takes.
+
+    `tenants[i]` is the tenant record i names (routed connectors; empty otherwise).
+    """
+
+    consumed: Consumed
+    mapped: MappedBatch
+    tenants: list[str | None]
+
+    def head(self, end: int) -> "MappedChunk":
+        """What came from the records before `end`."""
+        return MappedChunk(self.consumed.head(end), self.mapped.head(end), self.tenants[:end])
+
+
+class Stop(NamedTuple):
+    """The first rejected record, when rejections are not tolerated: the connector stops on it."""
+
+    message: object  # the confluent_kafka.Message
+    rejection: Rejection
 
 
 @dataclass
@@ -87,131 +127,98 @@ class Batch:
     def __bool__(self) -> bool:
         return self.messages > 0
 
+    def add(self, chunk: MappedChunk) -> None:
+        """Append a chunk's records, rows (record indexes shifted past this batch's), dead letters and offsets."""
+        records = chunk.consumed.records
+        if not len(records):
+            return
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+        base = len(self.records)
+        for name in ("values", "keys", "partitions", "offsets", "timestamps_ms"):
+            getattr(self.records, name).extend(getattr(records, name))
+        self.sources.extend(chunk.consumed.messages)
+        self.tenants.extend(chunk.tenants)
+        for role, columns in chunk.mapped.roles.items():
+            if not len(columns):
+                continue
+            into = self.roles.get(role)
+            if into is None:  # a tenant's role, first seen in this batch
+                into = self.roles[role] = RoleColumns.empty(len(columns.columns))
+            for column, values in zip(into.columns, columns.columns):
+                column.extend(values)
+            into.record_index.extend([base + i for i in columns.record_index] if base else columns.record_index)
+        messages = chunk.consumed.messages
+        self.dead_letters.extend(dead_letter_for(messages[r.index], r.stage, r.error_class, r.reason)
+                                 for r in chunk.mapped.rejected)
+        for partition, offset in dict(zip(reversed(records.partitions), reversed(records.offsets))).items():
+            self.first_offsets.setdefault(partition, offset)
+        for partition, offset in dict(zip(records.partitions, records.offsets)).items():
+            self.next_offsets[partition] = offset + 1
+        newest = max((ts for ts in records.timestamps_ms if ts is not None), default=None)
+        if newest is not None and (self.newest_timestamp_ms is None or newest > self.newest_timestamp_ms):
+            self.newest_timestamp_ms = newest
+        self.messages += len(records)
+
 
 class BatchBuilder:
-    """Builds the next batch from consumed messages: skip, map (as one RecordBatch), add.
+    """Builds the next batch from consumed messages, one consume() call at a time.
 
-    `add(messages)` returns the first record rejected when rejections are not
-    tolerated (errors.tolerance none): everything before it is in the batch,
-    nothing from it on.
+    `add(messages)` returns a `Stop` naming the first record rejected when
+    rejections are not tolerated (errors.tolerance none): everything before it
+    is in the batch, nothing from it on.
     """
 
-    def __init__(self, topic: str, mapper: Mapper, *, positions: PartitionPositions,
-                 dead_letter_for: Callable, validate=None, tolerate: bool = True,
-                 router: TenantRouter | None = None, fallbacks: Counter | None = None):
+    def __init__(self, topic: str, mapper: Mapper, *, positions: PartitionPositions, validate=None,
+                 tolerate: bool = True, router: TenantRouter | None = None, fallbacks: Counter | None = None):
         self.topic = topic
         self.mapper = mapper
         self.widths = {role: len(t.columns) for role, t in mapper.targets.items()}
         self._positions = positions
-        self._dead_letter_for = dead_letter_for
         self._validate = validate
         self._tolerate = tolerate
         self._router = router
         # Records the mapper's fast path left to the per-record path, by reason (the connector's stats).
         self.fallbacks = Counter() if fallbacks is None else fallbacks
-        self.batch = Batch.empty(topic, self.widths, routed=router is not None)
+        self.batch = self._empty()
 
     def take(self) -> Batch:
         """The batch built so far; building starts again on an empty one."""
-        batch, self.batch = self.batch, Batch.empty(self.topic, self.widths, routed=self._router is not None)
+        batch, self.batch = self.batch, self._empty()
         return batch
 
-    def add(self, messages: Sequence) -> tuple[object, Rejection] | None:
-        chunk, messages = self._chunk(messages)
-        if not messages:
+    def add(self, messages: list) -> Stop | None:
+        consumed = unstored(read_records(self.topic, messages), self._positions)
+        if not consumed:
             return None
-        mapped = self._map(chunk)
-        tenants: list[str | None] = []
-        if self._router is not None:
-            mapped, tenants = self._router.route(chunk, mapped)
-        stop = None
-        if mapped.rejected and not self._tolerate:
-            first = mapped.rejected[0]
-            stop = (messages[first.index], first)
-            messages, chunk, mapped = messages[:first.index], _head(chunk, first.index), _truncated(mapped, first.index)
-            tenants = tenants[:first.index]
-        self._extend(chunk, messages, mapped)
-        self.batch.tenants.extend(tenants)
+        mapped = self._map(consumed.records)
+        if self._router is None:
+            chunk = MappedChunk(consumed, mapped, [])
+        else:
+            routed = self._router.route(consumed.records, mapped)
+            chunk = MappedChunk(consumed, routed.mapped, routed.tenants)
+        chunk, stop = self._accepted(chunk)
+        self.batch.add(chunk)
         return stop
 
-    def _chunk(self, messages: Sequence) -> tuple[RecordBatch, Sequence]:
-        """The messages as a RecordBatch, and the messages themselves, less those the database already holds.
+    def _empty(self) -> Batch:
+        return Batch.empty(self.topic, self.widths, routed=self._router is not None)
 
-        Built column by column: this runs for every message, and comprehensions
-        cost a fraction of a loop with five appends.
-        """
-        partitions = [m.partition() for m in messages]
-        offsets = [m.offset() for m in messages]
-        chunk = RecordBatch(self.topic, [m.value() for m in messages], [m.key() for m in messages],
-                            partitions, offsets,
-                            [ts if kind != 0 else None  # 0 = TIMESTAMP_NOT_AVAILABLE
-                             for kind, ts in (m.timestamp() for m in messages)])
-        # Offsets grow within a partition, so only a partition whose first record
-        # here is already stored can hold records to skip.
-        first = dict(zip(reversed(partitions), reversed(offsets)))
-        floor = {p: self._positions.skip_below(p) for p in first}
-        behind = {p: floor[p] for p, o in first.items() if floor[p] is not None and o < floor[p]}
-        if behind:
-            keep = [i for i, (p, o) in enumerate(zip(partitions, offsets)) if o >= behind.get(p, o)]
-            for p in behind:
-                self._positions.note_skipped(p, first[p], sum(1 for q, o in zip(partitions, offsets)
-                                                              if q == p and o < behind[p]))
-            chunk = RecordBatch(self.topic, *([column[i] for i in keep] for column in (
-                chunk.values, chunk.keys, chunk.partitions, chunk.offsets, chunk.timestamps_ms)))
-            messages = [messages[i] for i in keep]  # in step with the records
-        return chunk, messages
-
-    def _map(self, chunk: RecordBatch) -> MappedBatch:
-        if self._validate is not None:  # the message schema needs decoded values: per record
-            return map_each(self.mapper, chunk, validate=self._validate)
-        mapped = self.mapper.map_batch(chunk)
+    def _map(self, records: RecordBatch) -> MappedBatch:
+        mapped = map_records(self.mapper, records, validate=self._validate)
         if mapped.fallbacks:
             self.fallbacks.update(mapped.fallbacks)
-        return mapped
-
-    def _extend(self, chunk: RecordBatch, messages: list, mapped: MappedBatch) -> None:
-        batch = self.batch
-        if not messages:
-            return
-        if batch.started_at is None:
-            batch.started_at = time.monotonic()
-        base = len(batch.records)
-        records = batch.records
-        for name in ("values", "keys", "partitions", "offsets", "timestamps_ms"):
-            getattr(records, name).extend(getattr(chunk, name))
-        batch.sources.extend(messages)
         for role, columns in mapped.roles.items():
-            if not len(columns):
-                continue
-            target = batch.roles.get(role)
-            width = self.widths.get(split_role(role)[1])
-            if target is None and width is not None:  # a tenant's role, first seen in this batch
-                target = batch.roles[role] = RoleColumns.empty(width)
-            if target is None or len(columns.columns) != width:
+            width = self.widths.get(role)
+            if len(columns) and len(columns.columns) != width:
                 raise SinkframeError(f"mapper plugin {self.mapper.name!r}: map_batch returned role {role!r} with "
                                      f"{len(columns.columns)} columns; its targets declare "
                                      f"{width if width is not None else 'no such role'}")
-            for into, values in zip(target.columns, columns.columns):
-                into.extend(values)
-            target.record_index.extend([base + i for i in columns.record_index] if base else columns.record_index)
-        for r in mapped.rejected:
-            batch.dead_letters.append(self._dead_letter_for(messages[r.index], r.stage, r.error_class, r.reason))
-        for partition, offset in dict(zip(reversed(chunk.partitions), reversed(chunk.offsets))).items():
-            batch.first_offsets.setdefault(partition, offset)
-        for partition, offset in dict(zip(chunk.partitions, chunk.offsets)).items():
-            batch.next_offsets[partition] = offset + 1
-        newest = max((ts for ts in chunk.timestamps_ms if ts is not None), default=None)
-        if newest is not None and (batch.newest_timestamp_ms is None or newest > batch.newest_timestamp_ms):
-            batch.newest_timestamp_ms = newest
-        batch.messages += len(chunk)
+        return mapped
 
-
-def _head(chunk: RecordBatch, end: int) -> RecordBatch:
-    return RecordBatch(chunk.topic, chunk.values[:end], chunk.keys[:end], chunk.partitions[:end],
-                       chunk.offsets[:end], chunk.timestamps_ms[:end])
-
-
-def _truncated(mapped: MappedBatch, end: int) -> MappedBatch:
-    """The part of `mapped` that comes from records before `end`."""
-    roles = {role: c.slice(0, bisect_left(c.record_index, end)) for role, c in mapped.roles.items()}
-    return MappedBatch(roles, [r for r in mapped.rejected if r.index < end])
+    def _accepted(self, chunk: MappedChunk) -> tuple[MappedChunk, Stop | None]:
+        rejected = chunk.mapped.rejected
+        if self._tolerate or not rejected:
+            return chunk, None
+        first = rejected[0]
+        return chunk.head(first.index), Stop(chunk.consumed.messages[first.index], first)

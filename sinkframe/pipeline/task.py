@@ -3,16 +3,17 @@
 As Kafka Connect splits WorkerSinkTask (the consumer loop, offsets,
 rebalances) from the plugin's SinkTask (put / flush), the parts are:
 
-- this module: the consumer loop. It polls, hands the records to the
-  `BatchBuilder` (skip what the database holds, map as a batch, add), hands a
-  full or old enough batch to the `WriteStage`, applies each completion
-  (positions, Kafka commit, stats, rewinds) and serves rebalance callbacks;
-- `PartitionPositions` (positions.py): what the database holds per partition,
-  and whether its records may be read yet (`PartitionState`);
-- `WriteStage` (writestage.py): the writer thread, one job in flight (a batch to
-  write, or the stored offsets to read), each attempt bounded;
-- `LogEndCheck` (logend.py): where an assigned partition starts, and a stored
-  offset past the log end said out loud.
+- this module: the consumer loop. It polls, hands each consume() call's
+  messages to the `BatchBuilder` (batch.py: the consumer side's stages, consume ->
+  decode and map -> route, then added to the batch), hands a full or old enough
+  batch to the `WriteStage`, applies each completion (positions, Kafka commit,
+  stats, rewinds) and serves rebalance callbacks;
+- `PartitionPositions` (consume/positions.py): what the database holds per
+  partition, and whether its records may be read yet (`PartitionState`);
+- `LogEndCheck` (consume/logend.py): where an assigned partition starts, and a
+  stored offset past the log end said out loud;
+- `WriteStage` (write/writestage.py): the writer thread, one job in flight (a
+  batch to write, or the stored offsets to read), each attempt bounded.
 
 The consumer thread builds batch N+1 while the writer thread writes batch N.
 Exactly once rests on five rules kept here:
@@ -59,7 +60,7 @@ from sinkframe.config.connector import ConnectorConfig
 from sinkframe.errors import ConnectorFailed
 from sinkframe.mapping.base import Mapper
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.write.deadletter import DeadLetterProducer, dead_letter_for
+from sinkframe.pipeline.write.deadletter import DeadLetterProducer
 from sinkframe.pipeline.consume.logend import LogEndCheck, describe_offset
 from sinkframe.pipeline.consume.positions import PartitionPositions, PartitionState
 from sinkframe.pipeline.route import TenantRouter
@@ -129,7 +130,6 @@ class ConnectorTask:
         self.positions = PartitionPositions(connector.name, connector.topic)
         validator = MessageValidator(connector.message_schema) if connector.message_schema else None
         self.builder = BatchBuilder(connector.topic, mapper, positions=self.positions,
-                                    dead_letter_for=dead_letter_for,
                                     validate=validator.validate if validator else None,
                                     tolerate=connector.tolerance == "all", router=router,
                                     fallbacks=self.stats.fast_path_fallbacks)
@@ -268,7 +268,7 @@ class ConnectorTask:
             log.warning("connector %s: %s: %s failed, dead-lettered: %s", self.connector.name,
                         letter.coordinates, letter.stage, letter.error_message)
         if stop is not None:
-            message, rejection = stop
+            message, rejection = stop.message, stop.rejection
             self._count_poison(rejection.stage, rejection.error_class)
             # Commit the good records before this one, then stop: nothing past the
             # last good record is committed, and the bad one is re-read after a fix.

@@ -25,7 +25,6 @@ from sinkframe.alerts.recorder import AlertRecorder
 from sinkframe.errors import PartitionFenced, RetriableWriteError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
-from sinkframe.pipeline.write.deadletter import dead_letter_for
 from sinkframe.pipeline.consume.positions import PartitionPositions
 from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 
@@ -76,8 +75,7 @@ def alerting(pg_dsn, kafka_bootstrap, new_topic):
 
 def test_a_fenced_batch_sends_nothing_to_the_alerts_topic(alerting, pg_dsn, kafka_bootstrap):
     writer = alerting.writer
-    builder = BatchBuilder(TOPIC, alerting.mapper, positions=PartitionPositions("fenced", TOPIC),
-                           dead_letter_for=dead_letter_for)
+    builder = BatchBuilder(TOPIC, alerting.mapper, positions=PartitionPositions("fenced", TOPIC))
     reading = {"device_id": "dev-1", "timestamp": 1_700_000_000, "measurements": {"temperature": 80.0}}
     builder.add([Message(topic=TOPIC, partition=0, offset=0, key=b"dev-1", value=json.dumps(reading).encode(),
                          timestamp=(1, 1_700_000_000_000))])
@@ -117,8 +115,7 @@ class CrashBeforeCommit:
 def test_a_batch_that_does_not_commit_after_publishing_publishes_again_at_least_once(alerting, pg_dsn,
                                                                                         kafka_bootstrap):
     writer = alerting.writer
-    builder = BatchBuilder(TOPIC, alerting.mapper, positions=PartitionPositions("fenced", TOPIC),
-                           dead_letter_for=dead_letter_for)
+    builder = BatchBuilder(TOPIC, alerting.mapper, positions=PartitionPositions("fenced", TOPIC))
     reading = {"device_id": "dev-2", "timestamp": 1_700_000_000, "measurements": {"temperature": 90.0}}
     builder.add([Message(topic=TOPIC, partition=0, offset=0, key=b"dev-2", value=json.dumps(reading).encode(),
                          timestamp=(1, 1_700_000_000_000))])

@@ -27,7 +27,6 @@ from sinkframe.config.settings import Settings
 from sinkframe.errors import ConfigError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
-from sinkframe.pipeline.write.deadletter import dead_letter_for
 from sinkframe.pipeline.consume.positions import PartitionPositions
 from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 
@@ -67,7 +66,7 @@ def recorder_writer(pool, retention: str | None) -> BatchWriter:
 
 def write_one_reading(writer: BatchWriter) -> None:
     builder = BatchBuilder(TOPIC, PluginRegistry().get("smart_breaker")({}),
-                           positions=PartitionPositions("c", TOPIC), dead_letter_for=dead_letter_for)
+                           positions=PartitionPositions("c", TOPIC))
     reading = {"device_id": "dev-1", "timestamp": 1_700_000_000, "measurements": {"temperature": 20.0}}
     builder.add([Message(topic=TOPIC, partition=0, offset=0, key=b"dev-1", value=json.dumps(reading).encode(),
                          timestamp=(1, 1_700_000_000_000))])

@@ -14,7 +14,6 @@ from psycopg_pool import ConnectionPool
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.write.deadletter import dead_letter_for
 from sinkframe.pipeline.consume.positions import PartitionPositions
 from sinkframe.pipeline.write.offsets import load_offsets
 from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
@@ -43,8 +42,7 @@ def make_writer(pool, plugin: str = "raw", method: str = "copy") -> tuple[BatchW
 
 def batch_of(writer: BatchWriter, mapper, messages: list[tuple[int, int, dict]]) -> Batch:
     """A batch as the consumer task builds it, from (partition, offset, message) triples."""
-    builder = BatchBuilder(TOPIC, mapper, positions=PartitionPositions("poison", TOPIC),
-                           dead_letter_for=dead_letter_for)
+    builder = BatchBuilder(TOPIC, mapper, positions=PartitionPositions("poison", TOPIC))
     builder.add([Message(topic=TOPIC, partition=partition, offset=offset, key=b"k%d" % offset,
                          value=json.dumps(value).encode(), timestamp=(1, 1_700_000_000_000 + offset))
                  for partition, offset, value in messages])

@@ -7,7 +7,6 @@ from confluent_kafka import Message
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
-from sinkframe.pipeline.write.deadletter import dead_letter_for
 from sinkframe.pipeline.consume.positions import PartitionPositions, PartitionState
 
 
@@ -18,8 +17,7 @@ def test_records_before_the_stored_offset_are_skipped_not_written_again():
     positions = PartitionPositions("positions", "positions")
     positions.assign([0, 1])
     positions.loaded({0: 5})
-    builder = BatchBuilder("positions", PluginRegistry().get("raw")({}), positions=positions,
-                           dead_letter_for=dead_letter_for)
+    builder = BatchBuilder("positions", PluginRegistry().get("raw")({}), positions=positions)
     for partition in (0, 1):
         builder.add([Message(topic="positions", partition=partition, offset=offset,
                              value=json.dumps({"device_id": "d", "payload": offset}).encode(),

@@ -21,7 +21,6 @@ from psycopg_pool import ConnectionPool
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.write.deadletter import dead_letter_for
 from sinkframe.pipeline.write.offsets import load_offsets
 from sinkframe.pipeline.consume.positions import PartitionPositions
 from sinkframe.pipeline.route import TenantRouter
@@ -57,7 +56,7 @@ def writer_for(pool) -> BatchWriter:
 
 def routed_batch(tenants: list[str], *, tolerate: bool = True) -> Batch:
     builder = BatchBuilder(TOPIC, PluginRegistry().get("raw")({}), positions=PartitionPositions("routed", TOPIC),
-                           dead_letter_for=dead_letter_for, router=TenantRouter(key_prefix=":"), tolerate=tolerate)
+                           router=TenantRouter(key_prefix=":"), tolerate=tolerate)
     builder.add([Message(topic=TOPIC, partition=0, offset=i, key=f"{tenant}:dev-{i}".encode(),
                          value=json.dumps({"device_id": f"dev-{i}", "payload": {"i": i}}).encode(),
                          timestamp=(1, 1_700_000_000_000 + i)) for i, tenant in enumerate(tenants)])

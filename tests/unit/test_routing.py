@@ -7,13 +7,11 @@ from confluent_kafka import Message
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import BatchBuilder
-from sinkframe.pipeline.write.deadletter import dead_letter_for
 from sinkframe.pipeline.consume.positions import PartitionPositions
 from sinkframe.pipeline.route import TenantRouter, split_role
 
 def builder(router: TenantRouter) -> BatchBuilder:
-    return BatchBuilder("t", PluginRegistry().get("raw")({}), positions=PartitionPositions("c", "t"),
-                        dead_letter_for=dead_letter_for, router=router)
+    return BatchBuilder("t", PluginRegistry().get("raw")({}), positions=PartitionPositions("c", "t"), router=router)
 
 
 def message(offset: int, key: bytes | None, value: dict) -> Message:

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sinkframe.errors import RetriableWriteError
-from sinkframe.pipeline.batch import Batch, DeadLetter
+from sinkframe.pipeline.batch import Batch, DeadLetter, dead_letter_for
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,6 @@ def dead_letter_params(connector: str, d: DeadLetter) -> tuple:
 
 def _no_nul(text):
     return text.replace("\x00", "\\x00") if isinstance(text, str) else text
-
-
-def dead_letter_for(message, stage: str, error_class: str, reason: str,
-                    sqlstate: str | None = None) -> DeadLetter:
-    """A dead letter for a consumed message (confluent_kafka.Message or alike)."""
-    ts_type, ts = message.timestamp()
-    return DeadLetter(message.topic(), message.partition(), message.offset(),
-                      ts if ts_type != 0 else None,  # 0 = TIMESTAMP_NOT_AVAILABLE
-                      message.key(), message.value(), tuple(message.headers() or ()) or None,
-                      stage, error_class, reason, sqlstate)
 
 
 def record_dead_letter(batch: Batch, record: int, stage: str, error_class: str, reason: str,
