@@ -25,6 +25,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from sinkframe.models.detector import KeyState
+from sinkframe.pipeline.write.copystage import CopyStage
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +117,9 @@ _MERGE_SCORES = sql.SQL(
     "rows = stored.rows + EXCLUDED.rows, model_version = GREATEST(stored.model_version, EXCLUDED.model_version)")
 _UPSERT_SCORES = _MERGE_SCORES.format(table=_SCORES, source=sql.SQL(
     "unnest(%s::text[], %s::float8[], %s::float8[], %s::bool[], %s::integer[]) AS u(k, b, s, a, n)"))
-# The scores of a batch staged by binary COPY, then merged by one INSERT ... SELECT. A session's own
-# table, emptied at each commit; created by the first batch of each pooled connection.
-_STAGE = sql.Identifier("sinkframe_scores_stage")
-_CREATE_STAGE = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (k text, b float8, s float8, a boolean, "
-                        "n integer) ON COMMIT DELETE ROWS").format(stage=_STAGE)
-_STAGE_TYPES = ("text", "float8", "float8", "bool", "int4")
-_UPSERT_STAGED = _MERGE_SCORES.format(table=_SCORES, source=_STAGE)
+# The scores of a batch staged by binary COPY (pipeline/write/copystage.py), merged by the same statement.
+_STAGE = CopyStage(("text", "float8", "float8", "bool", "int4"))
+_UPSERT_STAGED = _STAGE.merge(_MERGE_SCORES.format(table=_SCORES, source=sql.SQL("staged AS u(k, b, s, a, n)")))
 
 
 def create_model_tables(conn) -> None:
@@ -193,13 +190,7 @@ def upsert_scores(cur, connector: str, model: str, version: int, keys: Sequence[
         cur.execute(_UPSERT_SCORES, (connector, model, version, list(keys), list(buckets), list(scores),
                                      list(alarms), list(rows)))
         return
-    cur.execute(_CREATE_STAGE)
-    # What an earlier call of this transaction staged (another model, role or tenant) is merged already.
-    cur.execute(sql.SQL("DELETE FROM {}").format(_STAGE))
-    with cur.copy(sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(_STAGE)) as staged:
-        staged.set_types(_STAGE_TYPES)
-        for row in zip(keys, buckets, scores, alarms, rows):
-            staged.write_row(row)
+    _STAGE.stage(cur, zip(keys, buckets, scores, alarms, rows))
     cur.execute(_UPSERT_STAGED, (connector, model, version))
 
 

@@ -19,7 +19,6 @@ that an older message never overwrites newer data.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -36,6 +35,7 @@ from sinkframe.errors import RecordError, RetriableWriteError, SinkframeError, W
 from sinkframe.mapping.base import Target
 from sinkframe.mapping.batch import RoleColumns
 from sinkframe.pipeline.write import dberrors
+from sinkframe.pipeline.write.copystage import CopyStage
 from sinkframe.pipeline.write.dbconnect import abort_connection
 from sinkframe.pipeline.batch import Batch, DeadLetter
 from sinkframe.pipeline.write.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
@@ -134,34 +134,6 @@ class ResolvedTarget:
                                  f"{column.pg_type!r} declared by the mapper plugin")
 
 
-class UpsertStage:
-    """A session's temporary table that a keyed target's rows are COPYed into before one upsert merges them.
-
-    An upsert cannot be a COPY, and its rows passed as one array parameter per
-    column are encoded by psycopg in Python, element by element: that measured
-    several times the cost of the C row encoder COPY uses (docs/benchmark.md).
-    The stage is named after its column types, so targets of the same shape share it.
-    """
-
-    def __init__(self, target: Target):
-        self.types = [c.pg_type for c in target.columns]
-        shape = hashlib.sha1("\0".join(self.types).encode()).hexdigest()[:16]
-        self.identifier = sql.Identifier(f"sinkframe_upsert_stage_{shape}")
-        self._create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({})").format(
-            self.identifier, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(f"c{i}"), sql.SQL(t))
-                                                for i, t in enumerate(self.types)))
-        self._copy = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self.identifier)
-
-    def stage(self, cur, rows: Sequence[tuple]) -> None:
-        """COPY `rows` into the (empty) stage; the merge statement empties it as it reads it."""
-        cur.execute(self._create)
-        with cur.copy(self._copy) as copy:
-            copy.set_types(self.types)
-            write_row = copy.write_row
-            for row in rows:
-                write_row(row)
-
-
 class BatchWriter:
     def __init__(self, pool: ConnectionPool, *, connector: str, group_id: str, topic: str,
                  targets: Mapping[str, ResolvedTarget], method: str = "copy",
@@ -180,7 +152,8 @@ class BatchWriter:
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         # Keyed targets' stages, by mapper role (a tenant's role shares its base role's): before the
         # statements, which name them.
-        self._stages = {role: UpsertStage(t.target) for role, t in self.targets.items() if t.target.upsert is not None}
+        self._stages = {role: CopyStage([c.pg_type for c in t.target.columns])
+                        for role, t in self.targets.items() if t.target.upsert is not None}
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
         # role key -> (target, statement) of registered tenants. Replaced, never changed in
@@ -224,11 +197,10 @@ class BatchWriter:
         if target.upsert is None and self.method == "copy":
             return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, columns)
         if target.upsert is not None and self.method == "copy":
-            # The rows were COPYed into the stage (UpsertStage.stage); this merges and empties it.
+            # The rows were COPYed into the stage (CopyStage.stage); this merges and empties it.
             stage = self._stages[split_role(resolved.role)[1]]
-            merge = sql.SQL("WITH staged AS (DELETE FROM {} RETURNING *) INSERT INTO {} AS stored ({}) "
-                            "SELECT * FROM staged").format(stage.identifier, table, columns)
-            return merge + self._on_conflict(target)
+            return stage.merge(sql.SQL("INSERT INTO {} AS stored ({}) SELECT * FROM staged").format(table, columns)
+                               + self._on_conflict(target))
         select = sql.SQL("SELECT * FROM unnest({})").format(sql.SQL(", ").join(
             sql.SQL("%s::{}[]").format(sql.SQL(c.pg_type)) for c in target.columns))
         insert = sql.SQL("INSERT INTO {} AS stored ({}) ").format(table, columns) + select

@@ -1,0 +1,46 @@
+"""A session's temporary table that keyed rows are COPYed into, for one statement that merges and empties it.
+
+An upsert cannot be a COPY, and rows passed as one array parameter per column
+are encoded by psycopg in Python, element by element: that measured several
+times the cost of the C row encoder COPY uses (docs/benchmark.md). So the
+writer's keyed targets (device_metadata) and the model scores go by binary
+COPY into a stage, and the statement that merges them reads it through
+`WITH staged AS (DELETE FROM stage RETURNING *)`, which leaves it empty.
+
+A temporary table belongs to its session: each pooled connection creates its
+own on first use (IF NOT EXISTS), and what a transaction staged goes with it
+if it rolls back. The table is named after its column types, so rows of the
+same shape share one; each merge empties it in the statement that reads it.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Sequence
+
+from psycopg import sql
+
+
+class CopyStage:
+    """Columns c0, c1, ... of the given PostgreSQL types."""
+
+    def __init__(self, types: Sequence[str]):
+        self.types = list(types)
+        shape = hashlib.sha1("\0".join(self.types).encode()).hexdigest()[:16]
+        self.identifier = sql.Identifier(f"sinkframe_stage_{shape}")
+        self._create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({})").format(
+            self.identifier, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(f"c{i}"), sql.SQL(t))
+                                                for i, t in enumerate(self.types)))
+        self._copy = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self.identifier)
+
+    def merge(self, statement: sql.Composable) -> sql.Composed:
+        """`statement` (which reads the staged rows FROM `staged`) preceded by the CTE that drains the stage."""
+        return sql.SQL("WITH staged AS (DELETE FROM {} RETURNING *) ").format(self.identifier) + statement
+
+    def stage(self, cur, rows: Iterable[tuple]) -> None:
+        """COPY `rows` into the (empty) stage, creating it on the session's first use."""
+        cur.execute(self._create)
+        with cur.copy(self._copy) as copy:
+            copy.set_types(self.types)
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
