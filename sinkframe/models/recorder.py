@@ -53,6 +53,7 @@ class ModelScorer:
                  method: str = "copy"):
         self.connector = connector
         self.copy = method == "copy"  # the writer's method: a server without COPY gets the scores as arrays
+        self.copy_stages = (store.SCORES_STAGE,) if self.copy else ()  # created once per connection
         self.models = tuple(models)
         self.by_role: dict[str, list[ModelSpec]] = {}
         for model in self.models:

@@ -118,8 +118,8 @@ _MERGE_SCORES = sql.SQL(
 _UPSERT_SCORES = _MERGE_SCORES.format(table=_SCORES, source=sql.SQL(
     "unnest(%s::text[], %s::float8[], %s::float8[], %s::bool[], %s::integer[]) AS u(k, b, s, a, n)"))
 # The scores of a batch staged by binary COPY (pipeline/write/copystage.py), merged by the same statement.
-_STAGE = CopyStage(("text", "float8", "float8", "bool", "int4"))
-_UPSERT_STAGED = _STAGE.merge(_MERGE_SCORES.format(table=_SCORES, source=sql.SQL("staged AS u(k, b, s, a, n)")))
+SCORES_STAGE = CopyStage(("text", "float8", "float8", "bool", "int4"))
+_UPSERT_STAGED = SCORES_STAGE.merge(_MERGE_SCORES.format(table=_SCORES, source=sql.SQL("staged AS u(k, b, s, a, n)")))
 
 
 def create_model_tables(conn) -> None:
@@ -190,7 +190,7 @@ def upsert_scores(cur, connector: str, model: str, version: int, keys: Sequence[
         cur.execute(_UPSERT_SCORES, (connector, model, version, list(keys), list(buckets), list(scores),
                                      list(alarms), list(rows)))
         return
-    _STAGE.stage(cur, zip(keys, buckets, scores, alarms, rows))
+    SCORES_STAGE.stage(cur, zip(keys, buckets, scores, alarms, rows))
     cur.execute(_UPSERT_STAGED, (connector, model, version))
 
 

@@ -23,6 +23,7 @@ from sinkframe.pipeline.write.dbconnect import (Deadline, DatabaseRefused, first
                                           wait_for_database)
 from sinkframe.pipeline.route import TenantRouter
 from sinkframe.pipeline.task import ConnectorTask
+from sinkframe.pipeline.write.session import SESSIONS
 from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 from sinkframe.pipeline.stats import ConnectorState
 from sinkframe.schema.contract import check_live_targets
@@ -289,7 +290,10 @@ POOL_CHECK_SECONDS = 5.0
 
 
 def check_pooled_connection(conn: psycopg.Connection) -> None:
-    """The pool's check before it lends a connection: psycopg_pool's own, with a deadline."""
+    """The pool's check before it lends a connection: psycopg_pool's own, with a deadline; none for a
+    connection whose transaction has just committed (pipeline/write/session.py)."""
+    if SESSIONS.proven_alive(conn):
+        return
     with Deadline(conn, POOL_CHECK_SECONDS):
         ConnectionPool.check_connection(conn)
 

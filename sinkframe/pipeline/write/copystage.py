@@ -7,10 +7,12 @@ writer's keyed targets (device_metadata) and the model scores go by binary
 COPY into a stage, and the statement that merges them reads it through
 `WITH staged AS (DELETE FROM stage RETURNING *)`, which leaves it empty.
 
-A temporary table belongs to its session: each pooled connection creates its
-own on first use (IF NOT EXISTS), and what a transaction staged goes with it
-if it rolls back. The table is named after its column types, so rows of the
-same shape share one; each merge empties it in the statement that reads it.
+A temporary table belongs to its session: the writer creates its stages once
+per connection (BatchWriter._prepare_session, session.py), and `stage` creates
+one the session is not known to hold (IF NOT EXISTS). What a transaction staged
+goes with it if it rolls back. The table is named after its column types, so
+rows of the same shape share one; each merge empties it in the statement that
+reads it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from typing import Iterable, Sequence
 
 from psycopg import sql
 
+from sinkframe.pipeline.write.session import SESSIONS
+
 
 class CopyStage:
     """Columns c0, c1, ... of the given PostgreSQL types."""
@@ -26,8 +30,9 @@ class CopyStage:
     def __init__(self, types: Sequence[str]):
         self.types = list(types)
         shape = hashlib.sha1("\0".join(self.types).encode()).hexdigest()[:16]
-        self.identifier = sql.Identifier(f"sinkframe_stage_{shape}")
-        self._create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({})").format(
+        self.name = f"sinkframe_stage_{shape}"
+        self.identifier = sql.Identifier(self.name)
+        self.create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({})").format(
             self.identifier, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(f"c{i}"), sql.SQL(t))
                                                 for i, t in enumerate(self.types)))
         self._copy = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self.identifier)
@@ -37,8 +42,9 @@ class CopyStage:
         return sql.SQL("WITH staged AS (DELETE FROM {} RETURNING *) ").format(self.identifier) + statement
 
     def stage(self, cur, rows: Iterable[tuple]) -> None:
-        """COPY `rows` into the (empty) stage, creating it on the session's first use."""
-        cur.execute(self._create)
+        """COPY `rows` into the (empty) stage; created first unless the session is known to hold it."""
+        if not SESSIONS.knows(cur.connection, self.name):
+            cur.execute(self.create)
         with cur.copy(self._copy) as copy:
             copy.set_types(self.types)
             write_row = copy.write_row

@@ -37,6 +37,7 @@ from sinkframe.mapping.batch import RoleColumns
 from sinkframe.pipeline.write import dberrors
 from sinkframe.pipeline.write.copystage import CopyStage
 from sinkframe.pipeline.write.dbconnect import abort_connection
+from sinkframe.pipeline.write.session import SESSIONS
 from sinkframe.pipeline.batch import Batch, DeadLetter
 from sinkframe.pipeline.write.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
 from sinkframe.pipeline.write.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
@@ -59,7 +60,7 @@ _COPY_LINE = re.compile(r"^COPY .*?, line (\d+)", re.MULTILINE)
 # while the database is down and the group does not expel it.
 POOL_WAIT_SECONDS = 5.0
 POOL_WAIT_RECONNECTING_SECONDS = 0.2
-_IDLE_IN_TRANSACTION = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
+_IDLE_IN_TRANSACTION = "SELECT set_config('idle_in_transaction_session_timeout', %s, false)"
 # Records per range when isolating refused rows (see _Isolation).
 ISOLATION_CHUNK = 256
 
@@ -84,7 +85,8 @@ class TransactionPart(Protocol):
     before the commit: the place for side effects outside the database (a
     topic), so that a fenced batch has none; a crash before the commit repeats
     them (at least once). `ensure_tables` runs at start with the framework's
-    tables; `close` at stop.
+    tables; `close` at stop. A part that stages rows by COPY names its stages in
+    an optional `copy_stages`, for the writer to create once per connection.
     """
 
     def ensure_tables(self, conn) -> None: ...
@@ -156,6 +158,15 @@ class BatchWriter:
                         for role, t in self.targets.items() if t.target.upsert is not None}
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
         self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
+        # (fact, statement, parameters) a connection's session is given once: see _prepare_session.
+        self._session_setup: list[tuple[str, object, tuple | None]] = []
+        if write_timeout is not None:
+            timeout = f"{int(write_timeout * 1000)}ms"
+            self._session_setup.append((f"idle_in_transaction_session_timeout={timeout}", _IDLE_IN_TRANSACTION,
+                                        (timeout,)))
+        if self.method == "copy":
+            stages = [*self._stages.values(), *(s for part in self.parts for s in getattr(part, "copy_stages", ()))]
+            self._session_setup += [(stage.name, stage.create, None) for stage in stages]
         # role key -> (target, statement) of registered tenants. Replaced, never changed in
         # place: the consumer thread reads it too (`resolved`, for the stats).
         self._tenant_targets: dict[str, tuple[ResolvedTarget, sql.Composed]] = {}
@@ -262,6 +273,10 @@ class BatchWriter:
                         # like the statement did, and the pool discards a closed connection.
                         conn.close()
                     raise
+            SESSIONS.committed(conn)
+        except BaseException:
+            SESSIONS.rolled_back(conn)
+            raise
         finally:
             with self._watch:
                 self._in_use, given_up = None, self._given_up
@@ -338,7 +353,7 @@ class BatchWriter:
         try:
             with self.connection() as conn:
                 with conn.transaction(), conn.cursor() as cur:
-                    self._bound_idle_transaction(cur)
+                    self._prepare_session(cur)
                     unrouted = self._unregistered_records(cur, batch)
                     outcome = self._write_routed(conn, cur, batch, unrouted, tolerate)
                     dead = [*batch.dead_letters, *outcome.rejected]
@@ -392,16 +407,21 @@ class BatchWriter:
         outcome.stopped_at = [first[p] for p in sorted(first)]
         return outcome
 
-    def _bound_idle_transaction(self, cur) -> None:
-        """Have the server end this transaction if its client goes quiet in it for the write timeout.
+    def _prepare_session(self, cur) -> None:
+        """What the session keeps between transactions, made once per connection (session.py).
 
-        A write given up (or cut off by a partition) after it updated its offsets
-        row leaves a server session idle in its transaction, holding that row's
-        lock: the retry, on a new connection, would wait for it until the server
-        noticed the client was gone, which can take hours.
+        The idle-in-transaction timeout: a write given up (or cut off by a
+        partition) after it updated its offsets row leaves a server session idle
+        in its transaction, holding that row's lock, and the retry, on a new
+        connection, would wait for it until the server noticed the client was
+        gone, which can take hours; the server ends such a transaction after the
+        write timeout. And the temporary tables keyed rows are COPYed into.
         """
-        if self.write_timeout is not None:
-            cur.execute(_IDLE_IN_TRANSACTION, (f"{int(self.write_timeout * 1000)}ms",))
+        conn = cur.connection
+        for fact, statement, params in self._session_setup:
+            if not SESSIONS.knows(conn, fact):
+                cur.execute(statement, params)
+                SESSIONS.pending(conn, fact)
 
     def _write_records(self, conn, cur, batch: Batch, tolerate: bool) -> WriteOutcome:
         try:
