@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml
 engine: install
 	$(BIN)/python -c "from sinkframe.devservices.engine import install_engine; print(install_engine())"
 
-# Two days of fleet traffic; a model fitted on the first scores the second, in which two contacts fail.
+# Two days of fleet history to fit a model on, then a day it scores, in which two contacts fail.
 DEMO_ARGS ?= --degrading 2 --hours 48
 
 demo: install engine

@@ -4,15 +4,18 @@ Starts a local Kafka-compatible broker (Tansu) and an embedded TimescaleDB
 (PGlite + TimescaleDB in Node.js), produces a day of simulated fleet traffic for
 the three topics, runs the shipped connectors until they are idle, refreshes the
 continuous aggregates and prints what landed, using the seed's example queries.
-With `--degrading N` the smart-breaker connector also scores its rows with a model
-fitted on the first half of the range (cli/demo_models.py, docs/models.md).
+With `--degrading N` the `--hours` of history are followed by a day that the
+smart-breaker connector scores with a model fitted on the history
+(cli/demo_models.py, docs/models.md).
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -45,10 +48,13 @@ SEED_QUERIES = {
 @click.option("--database-url", help="Use this database instead of the embedded TimescaleDB engine.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--degrading", default=0, show_default=True,
-              help="Breakers whose contact fails in the second half: a model fitted on the first half scores "
-                   "the second and alarms (docs/models.md).")
+              help="Breakers whose contact fails in a day that follows the history: a model fitted on the "
+                   "history scores that day and alarms (docs/models.md).")
 @click.option("-v", "--verbose", is_flag=True, help="Show the sink's log (one line per dead letter, etc.).")
-def demo(devices, hours, interval, malformed_rate, database_url, seed, degrading, verbose):
+@click.option("--end", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), hidden=True,
+              help="End the simulated traffic at this time (UTC without an offset) instead of now: "
+                   "pins the demo's clock for the tests.")
+def demo(devices, hours, interval, malformed_rate, database_url, seed, degrading, verbose, end):
     """Run the whole pipeline locally on simulated traffic and print what landed."""
     quieted = logging.getLogger("sinkframe")
     level = quieted.level
@@ -56,7 +62,8 @@ def demo(devices, hours, interval, malformed_rate, database_url, seed, degrading
         quieted.setLevel(logging.ERROR)
     try:
         run_demo(devices=devices, hours=hours, interval=interval, malformed_rate=malformed_rate,
-                 database_url=database_url, seed=seed, degrading=degrading)
+                 database_url=database_url, seed=seed, degrading=degrading,
+                 end=None if end is None else _epoch(end))
     except SinkframeError as err:
         raise click.ClickException(str(err)) from None
     finally:
@@ -64,7 +71,8 @@ def demo(devices, hours, interval, malformed_rate, database_url, seed, degrading
 
 
 def run_demo(*, devices: int, hours: float, interval: float, malformed_rate: float,
-             database_url: str | None, seed: int, degrading: int = 0) -> None:
+             database_url: str | None, seed: int, degrading: int = 0, end: float | None = None) -> None:
+    """`end`: epoch seconds the simulated traffic ends at (default: now)."""
     workdir = Path(tempfile.mkdtemp(prefix="sinkframe-demo-"))
     click.echo(f"sinkframe demo: logs in {workdir}")
     with TansuBroker(log_path=workdir / "broker.log") as broker:
@@ -74,19 +82,20 @@ def run_demo(*, devices: int, hours: float, interval: float, malformed_rate: flo
             click.echo(f"  broker      Tansu on {broker.bootstrap}")
             click.echo(f"  database    {'embedded TimescaleDB on port ' + str(engine.port) if engine else 'given URL'}")
             create_topics(broker.bootstrap, DEFAULT_TOPICS.values(), partitions=3)
-            now = time.time()
-            start = now - hours * 3600
+            # Readings on whole multiples of the interval: where the simulated days fall in the daily load
+            # cycle, which the scores depend on, is then one of a day's intervals, the same ones every day.
+            end = math.floor((time.time() if end is None else end) / interval) * interval
             settings = _demo_settings(broker.bootstrap, dsn, embedded=engine is not None)
             if degrading:
                 from sinkframe.cli.demo_models import run_scored_demo
 
                 run_scored_demo(broker.bootstrap, dsn, settings, workdir, devices=devices, seed=seed,
-                                malformed_rate=malformed_rate, window=(start, now, interval), degrading=degrading,
-                                configs=CONFIGS)
+                                malformed_rate=malformed_rate, history_hours=hours, end=end, interval=interval,
+                                degrading=degrading, configs=CONFIGS)
                 _print_summary(dsn)
                 return
             fleet = Fleet(devices=devices, seed=seed, malformed_rate=malformed_rate)
-            report = produce(broker.bootstrap, fleet, rate=None, backfill=(start, now, interval))
+            report = produce(broker.bootstrap, fleet, rate=None, backfill=(end - hours * 3600, end, interval))
             click.echo(f"  produced    {report.sent} messages ({dict(report.by_topic)}) in {report.seconds:.1f}s")
             started = time.monotonic()
             pipeline = run_connectors([Path(c) for c in CONFIGS], settings, idle_exit=3.0)
@@ -97,6 +106,11 @@ def run_demo(*, devices: int, hours: float, interval: float, malformed_rate: flo
         finally:
             if engine:
                 engine.stop()
+
+
+def _epoch(moment: datetime) -> float:
+    """Epoch seconds of `moment`, read as UTC when it has no offset."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _demo_settings(bootstrap: str, dsn: str, *, embedded: bool) -> Settings:
