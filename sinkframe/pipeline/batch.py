@@ -101,7 +101,7 @@ class Batch:
     tenants: list[str | None] = field(default_factory=list)
     first_offsets: dict[int, int] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
-    messages: int = 0
+    message_count: int = 0  # records in this batch, the dead-lettered ones included
     newest_timestamp_ms: int | None = None
     started_at: float | None = None
 
@@ -125,7 +125,7 @@ class Batch:
         return self.records.partitions[record], self.records.offsets[record]
 
     def __bool__(self) -> bool:
-        return self.messages > 0
+        return self.message_count > 0
 
     def add(self, chunk: MappedChunk) -> None:
         """Append a chunk's records, rows (record indexes shifted past this batch's), dead letters and offsets."""
@@ -158,7 +158,7 @@ class Batch:
         newest = max((ts for ts in records.timestamps_ms if ts is not None), default=None)
         if newest is not None and (self.newest_timestamp_ms is None or newest > self.newest_timestamp_ms):
             self.newest_timestamp_ms = newest
-        self.messages += len(records)
+        self.message_count += len(records)
 
 
 class BatchBuilder:

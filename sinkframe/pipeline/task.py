@@ -223,7 +223,7 @@ class ConnectorTask:
         # load each call waits its whole timeout: a short one starts a batch's clock
         # (max_wait_ms) soon after its first message arrived, not a long wait later.
         timeout = min(max(remaining, 0.005), POLL_TIMEOUT_SECONDS)
-        wanted = min(self.connector.max_rows - batch.messages, 10_000)
+        wanted = min(self.connector.max_rows - batch.message_count, 10_000)
         if wanted <= 0:  # full, and the writer is busy: wait for it in _hand_over
             return
         messages = []
@@ -297,7 +297,7 @@ class ConnectorTask:
         batch = self.builder.batch
         if not batch:
             return False
-        if batch.messages >= self.connector.max_rows:
+        if batch.message_count >= self.connector.max_rows:
             return True
         # An old enough batch goes as soon as the writer is free; while it is busy
         # the batch keeps filling, so batches grow with the load.
@@ -349,7 +349,7 @@ class ConnectorTask:
                         "written will be read again on the next start", self.connector.name, unwritten)
 
     def _unwritten_messages(self) -> int:
-        return self.builder.batch.messages + self._stage.in_flight_messages()
+        return self.builder.batch.message_count + self._stage.in_flight_messages()
 
     def _write_everything(self) -> None:
         """Hand over what is built and wait until it is written (or given up)."""
@@ -399,7 +399,7 @@ class ConnectorTask:
         self._await_database(self._assigned())
         if completion.outcome is not None:
             log.info("connector %s: a write given up committed after all (%d messages); the offsets are "
-                     "read again from the database", self.connector.name, completion.batch.messages)
+                     "read again from the database", self.connector.name, completion.batch.message_count)
             self._record(completion.batch, completion)
         elif completion.fenced is not None:
             self.stats.fenced += 1
@@ -422,10 +422,10 @@ class ConnectorTask:
                 rows[self.writer.resolved(role).qualified_name] = kept
         dead = len(batch.dead_letters) + len(outcome.rejected)
         self.stats.record_transitions(outcome.transitions)
-        self.stats.record_batch(messages=batch.messages, rows=rows, dead_letters=dead, seconds=completion.seconds,
+        self.stats.record_batch(messages=batch.message_count, rows=rows, dead_letters=dead, seconds=completion.seconds,
                                 newest_ms=batch.newest_timestamp_ms, next_offsets=outcome.next_offsets)
         log.debug("connector %s: wrote %d messages (%d rows, %d dead letters) in %.3fs", self.connector.name,
-                  batch.messages, sum(rows.values()), dead, completion.seconds)
+                  batch.message_count, sum(rows.values()), dead, completion.seconds)
 
     def _pause(self) -> None:
         self._consumer.pause(self._consumer.assignment())
@@ -506,7 +506,7 @@ class ConnectorTask:
                 # The new owner re-reads these records from the stored offsets; records of
                 # partitions we keep (cooperative rebalancing) are re-read by us.
                 log.info("connector %s: partitions %s revoked; dropping %d unwritten messages",
-                         self.connector.name, sorted(revoked), batch.messages)
+                         self.connector.name, sorted(revoked), batch.message_count)
                 self._drop([batch], keep=self._assigned())
         finally:
             self._revoking = set()

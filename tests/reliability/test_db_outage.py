@@ -70,7 +70,7 @@ def test_database_outage_pauses_the_sink_which_resumes_by_itself_exactly_once(
                  message="the consumer to pause and the writer to wait for the database")
         while time.monotonic() - down_at < outage:
             assert task.stats.paused
-            assert task.builder.batch.messages <= MAX_ROWS  # memory: the batch being built stops growing
+            assert task.builder.batch.message_count <= MAX_ROWS  # memory: the batch being built stops growing
             time.sleep(0.2)
         private_pg.start()
         up_at = time.monotonic()

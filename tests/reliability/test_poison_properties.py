@@ -77,7 +77,7 @@ def test_every_message_becomes_rows_or_a_dead_letter_never_an_exception(plugin, 
     batch = task.builder.batch
     with_rows = {batch.origin(i)[1] for columns in batch.roles.values() for i in columns.record_index}
     dead = [d.offset for d in batch.dead_letters]
-    assert batch.messages == len(values)
+    assert batch.message_count == len(values)
     assert len(dead) == len(set(dead)) and not with_rows & set(dead)
     # A mapper may legitimately produce no row for a message; none does for these plugins.
     assert with_rows | set(dead) == set(range(len(values)))

@@ -432,7 +432,7 @@ class BatchWriter:
             if not dberrors.is_poison(err):
                 raise
             log.info("connector %s: the database refused a batch of %d messages (%s); isolating the bad "
-                     "records", self.connector, batch.messages, _describe(err))
+                     "records", self.connector, batch.message_count, _describe(err))
         return _Isolation(self, conn, cur, batch).run(tolerate)
 
     def _write_rows(self, cur, roles: Mapping[str, RoleColumns]) -> None:

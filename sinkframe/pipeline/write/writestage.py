@@ -119,7 +119,7 @@ class WriteStage:
     def in_flight_messages(self) -> int:
         with self._cond:
             job = self._in_flight
-            return job.batch.messages if job is not None and job.batch is not None and not job.given_up else 0
+            return job.batch.message_count if job is not None and job.batch is not None and not job.given_up else 0
 
     def put(self, batch: Batch, expected: Mapping[int, int | None]) -> None:
         """Write `batch`, whose partitions the database holds at `expected` now."""
