@@ -66,3 +66,19 @@ def test_the_pool_check_is_skipped_only_right_after_a_commit(pg_dsn):
         time.sleep(PROVEN_ALIVE_SECONDS + 0.1)
         with pytest.raises(psycopg.OperationalError):  # past the window the check finds it dead
             check_pooled_connection(conn)
+
+
+def test_the_stage_is_emptied_at_each_commit_and_does_not_grow_with_the_batches(pg_dsn):
+    # Nothing vacuums a temporary table: emptied by the merge's DELETE alone, the stage kept every
+    # dead row, growing by each batch (and slowing each merge) for as long as its connection lived.
+    create_tables(pg_dsn)
+    with ConnectionPool(pg_dsn, min_size=1, max_size=1) as pool:
+        writer, mapper = make_writer(pool, plugin="smart_breaker")
+        stage = writer._stages["device_metadata"]
+        for start in range(0, 600, 30):
+            writer.write(batch_of(writer, mapper, [(0, o, breaker(o, f"m{o}")) for o in range(start, start + 30)]),
+                         {0: start or None})
+        with pool.connection() as conn:  # the same session: its temporary table
+            size = conn.execute("SELECT pg_relation_size(%s)", (stage.name,)).fetchone()[0]
+    assert size == 0
+    assert query(pg_dsn, "SELECT count(*) FROM smart_breaker_data") == [(600,)]

@@ -5,7 +5,8 @@ are encoded by psycopg in Python, element by element: that measured several
 times the cost of the C row encoder COPY uses (docs/benchmark.md). So the
 writer's keyed targets (device_metadata) and the model scores go by binary
 COPY into a stage, and the statement that merges them reads it through
-`WITH staged AS (DELETE FROM stage RETURNING *)`, which leaves it empty.
+`WITH staged AS (DELETE FROM stage RETURNING *)`, which leaves it empty for the
+next merge in the same transaction; the commit truncates it.
 
 A temporary table belongs to its session: the writer creates its stages once
 per connection (BatchWriter._prepare_session, session.py), and `stage` creates
@@ -32,7 +33,10 @@ class CopyStage:
         shape = hashlib.sha1("\0".join(self.types).encode()).hexdigest()[:16]
         self.name = f"sinkframe_stage_{shape}"
         self.identifier = sql.Identifier(self.name)
-        self.create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({})").format(
+        # ON COMMIT DELETE ROWS: the merge's DELETE leaves dead rows, and nothing vacuums a temporary
+        # table, so without the truncation at each commit the stage grew by every batch it staged
+        # (and each merge scanned all of it) for as long as the connection lived.
+        self.create = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
             self.identifier, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(f"c{i}"), sql.SQL(t))
                                                 for i, t in enumerate(self.types)))
         self._copy = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(self.identifier)
