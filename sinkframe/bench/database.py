@@ -19,8 +19,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from sinkframe.config.connector import ConnectorConfig, load_connector
 from sinkframe.mapping.registry import PluginRegistry
-from sinkframe.pipeline.write.offsets import CREATE_OFFSETS_TABLE, OFFSETS_TABLE
 from sinkframe.pipeline.runner import build_mapper, resolve_targets
+from sinkframe.pipeline.write.offsets import CREATE_OFFSETS_TABLE, OFFSETS_TABLE
 from sinkframe.pipeline.write.writer import ResolvedTarget, create_dead_letter_table
 from sinkframe.schema import Plan, apply_schema, load_schema
 

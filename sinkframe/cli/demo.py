@@ -21,10 +21,10 @@ from pathlib import Path
 import click
 from psycopg import sql
 
+from sinkframe.config.settings import Settings
 from sinkframe.devservices import TansuBroker, TimescaleEngine, connect_to_engine, create_topics
 from sinkframe.errors import SinkframeError
 from sinkframe.pipeline.runner import run_connectors
-from sinkframe.config.settings import Settings
 from sinkframe.simulator import DEFAULT_TOPICS, Fleet, produce
 
 log = logging.getLogger(__name__)

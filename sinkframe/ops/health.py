@@ -24,8 +24,8 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sinkframe.config.settings import redact_dsn, redact_error
-from sinkframe.pipeline.write.dbconnect import Deadline
 from sinkframe.pipeline.stats import ConnectorState
+from sinkframe.pipeline.write.dbconnect import Deadline
 
 log = logging.getLogger(__name__)
 

@@ -28,13 +28,13 @@ from confluent_kafka import KafkaException
 from psycopg import sql
 
 from sinkframe.config.connector import ConnectorConfig
+from sinkframe.config.settings import Settings
 from sinkframe.errors import ConfigError, SinkframeError
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.ops.health import error_line
 from sinkframe.ops.kafka import committed, monitor_consumer, topic_partitions, watermarks
-from sinkframe.pipeline.write.offsets import OFFSETS_TABLE, load_offsets
 from sinkframe.pipeline.runner import build_mapper, load_connectors, resolve_targets
-from sinkframe.config.settings import Settings
+from sinkframe.pipeline.write.offsets import OFFSETS_TABLE, load_offsets
 from sinkframe.tenants.registry import Tenant, check_name, find_tenant, known_tenants
 
 log = logging.getLogger(__name__)

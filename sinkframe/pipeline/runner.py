@@ -15,19 +15,19 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sinkframe.config.connector import ConnectorConfig, load_connector, schema_problems
+from sinkframe.config.settings import Settings, redact_error
 from sinkframe.errors import ConfigError, ConnectorFailed, SinkframeError
 from sinkframe.mapping.base import Mapper
 from sinkframe.mapping.registry import PluginRegistry
+from sinkframe.pipeline.route import TenantRouter
+from sinkframe.pipeline.stats import ConnectorState
+from sinkframe.pipeline.task import ConnectorTask
 from sinkframe.pipeline.write import dberrors
 from sinkframe.pipeline.write.dbconnect import (Deadline, DatabaseRefused, first_line, refusal, retry_delay,
-                                          wait_for_database)
-from sinkframe.pipeline.route import TenantRouter
-from sinkframe.pipeline.task import ConnectorTask
+                                                wait_for_database)
 from sinkframe.pipeline.write.session import SESSIONS
 from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
-from sinkframe.pipeline.stats import ConnectorState
 from sinkframe.schema.contract import check_live_targets
-from sinkframe.config.settings import Settings, redact_error
 
 log = logging.getLogger(__name__)
 

@@ -59,13 +59,13 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, To
 from sinkframe.config.connector import ConnectorConfig
 from sinkframe.errors import ConnectorFailed
 from sinkframe.mapping.base import Mapper
+from sinkframe.mapping.validation import MessageValidator
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.write.deadletter import DeadLetterProducer
 from sinkframe.pipeline.consume.logend import LogEndCheck, describe_offset
 from sinkframe.pipeline.consume.positions import PartitionPositions, PartitionState
 from sinkframe.pipeline.route import TenantRouter
 from sinkframe.pipeline.stats import ConnectorState, ConnectorStats
-from sinkframe.mapping.validation import MessageValidator
+from sinkframe.pipeline.write.deadletter import DeadLetterProducer
 from sinkframe.pipeline.write.writer import BatchWriter, committed_records
 from sinkframe.pipeline.write.writestage import Completion, WriteStage
 

@@ -14,12 +14,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from sinkframe.config.connector import load_connector
+from sinkframe.config.settings import Settings
 from sinkframe.devservices import produce
 from sinkframe.errors import SinkframeError
-from sinkframe.pipeline.write.deadletter import producer_properties
 from sinkframe.pipeline.runner import check_database
 from sinkframe.pipeline.task import consumer_properties
-from sinkframe.config.settings import Settings
+from sinkframe.pipeline.write.deadletter import producer_properties
 
 from sinktest.config import sink_env, write_connector
 from sinktest.db import create_tables, query, row_counts

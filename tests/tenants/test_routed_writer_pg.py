@@ -21,9 +21,9 @@ from psycopg_pool import ConnectionPool
 
 from sinkframe.mapping.registry import PluginRegistry
 from sinkframe.pipeline.batch import Batch, BatchBuilder
-from sinkframe.pipeline.write.offsets import load_offsets
 from sinkframe.pipeline.consume.positions import PartitionPositions
 from sinkframe.pipeline.route import TenantRouter
+from sinkframe.pipeline.write.offsets import load_offsets
 from sinkframe.pipeline.write.registrycheck import REGISTERED_TENANTS
 from sinkframe.pipeline.write.writer import BatchWriter, ResolvedTarget
 from sinkframe.tenants import remove_tenant

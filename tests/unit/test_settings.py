@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from sinkframe.errors import ConfigError
 from sinkframe.config.settings import (DB_SETTING_NAMES, SETTING, SETTINGS, Settings, read_setting, redact_dsn,
                                 redact_error)
+from sinkframe.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,8 +22,8 @@ from typing import Callable, Mapping, Sequence
 from psycopg import sql
 
 from sinkframe.pipeline.batch import Batch, DeadLetter
-from sinkframe.pipeline.write.deadletter import record_dead_letter
 from sinkframe.pipeline.route import unknown_tenant_reason
+from sinkframe.pipeline.write.deadletter import record_dead_letter
 from sinkframe.tenants.registry import REGISTRY
 
 REGISTERED_TENANTS = sql.SQL(

@@ -34,17 +34,17 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sinkframe.errors import RecordError, RetriableWriteError, SinkframeError, WriteError
 from sinkframe.mapping.base import Target
 from sinkframe.mapping.batch import RoleColumns
+from sinkframe.pipeline.batch import Batch, DeadLetter
+from sinkframe.pipeline.route import split_role
 from sinkframe.pipeline.write import dberrors
 from sinkframe.pipeline.write.copystage import CopyStage
 from sinkframe.pipeline.write.dbconnect import abort_connection
-from sinkframe.pipeline.write.session import SESSIONS
-from sinkframe.pipeline.batch import Batch, DeadLetter
 from sinkframe.pipeline.write.deadletter import create_dead_letter_table, insert_dead_letters, record_dead_letter
 from sinkframe.pipeline.write.offsets import CREATE_OFFSETS_TABLE, advance_offsets, load_offsets
 from sinkframe.pipeline.write.registrycheck import (
     cut_before, first_per_partition, route_dead_letters, unregistered_tenants, without_records,
 )
-from sinkframe.pipeline.route import split_role
+from sinkframe.pipeline.write.session import SESSIONS
 from sinkframe.tenants.registry import CREATE_REGISTRY_TABLE, is_tenant_name, schema_for
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,10 @@ class BatchWriter:
         self._reconnecting = False  # the last attempt failed as retriable (database unavailable)
         # Keyed targets' stages, by mapper role (a tenant's role shares its base role's): before the
         # statements, which name them.
-        self._stages = {role: CopyStage([c.pg_type for c in t.target.columns])
+        self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
+        self._stages = {role: CopyStage(self._copy_types[role])
                         for role, t in self.targets.items() if t.target.upsert is not None}
         self._statements = {role: self._compose(t) for role, t in self.targets.items()}
-        self._copy_types = {role: [c.pg_type for c in t.target.columns] for role, t in self.targets.items()}
         # (fact, statement, parameters) a connection's session is given once: see _prepare_session.
         self._session_setup: list[tuple[str, object, tuple | None]] = []
         if write_timeout is not None:
